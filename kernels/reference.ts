@@ -1,0 +1,148 @@
+/**
+ * CPU versions of every kernel, accumulating in f64: the ground truth the GPU kernels and the
+ * whole-model forward are tested against. Arrays are row-major, like the GPU buffers.
+ * @module
+ */
+
+/** out[r] = table[ids[r]]; ids outside [0, vocab) give zero rows. */
+export function embedRef(table: Float32Array, dim: number, ids: ArrayLike<number>): Float64Array {
+  const vocab = table.length / dim;
+  const out = new Float64Array(ids.length * dim);
+  for (let r = 0; r < ids.length; r++) {
+    const id = ids[r];
+    if (id >= 0 && id < vocab) {
+      for (let e = 0; e < dim; e++) out[r * dim + e] = table[id * dim + e];
+    }
+  }
+  return out;
+}
+
+/** RMSNorm of each row of x. */
+export function rmsnormRef(
+  x: ArrayLike<number>,
+  g: ArrayLike<number>,
+  dim: number,
+  eps: number,
+): Float64Array {
+  const rows = x.length / dim;
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let e = 0; e < dim; e++) s += x[r * dim + e] ** 2;
+    const scale = 1 / Math.sqrt(s / dim + eps);
+    for (let e = 0; e < dim; e++) out[r * dim + e] = x[r * dim + e] * scale * g[e];
+  }
+  return out;
+}
+
+/** y[r, n] = x[r] . W[n] for W of shape [N, K]. */
+export function matmulRef(x: ArrayLike<number>, w: ArrayLike<number>, k: number): Float64Array {
+  const rows = x.length / k;
+  const n = w.length / k;
+  const y = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let i = 0; i < k; i++) s += x[r * k + i] * w[j * k + i];
+      y[r * n + j] = s;
+    }
+  }
+  return y;
+}
+
+/** silu(v) = v * sigmoid(v). */
+export function silu(v: number): number {
+  return v / (1 + Math.exp(-v));
+}
+
+/** out[r, i] = silu(gu[r, i]) * gu[r, n + i]. */
+export function swigluRef(gu: ArrayLike<number>, n: number): Float64Array {
+  const rows = gu.length / (2 * n);
+  const out = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < n; i++) out[r * n + i] = silu(gu[r * 2 * n + i]) * gu[r * 2 * n + n + i];
+  }
+  return out;
+}
+
+/** out = a + b. */
+export function addRef(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+  return out;
+}
+
+/** Index of the largest value of each row; ties go to the lowest index. */
+export function argmaxRef(logits: ArrayLike<number>, n: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < logits.length / n; r++) {
+    let best = 0;
+    for (let j = 1; j < n; j++) if (logits[r * n + j] > logits[r * n + best]) best = j;
+    out.push(best);
+  }
+  return out;
+}
+
+/** RoPE (rotate_half convention) of one head vector at `pos`, in place. */
+export function ropeRef(v: Float64Array | number[], pos: number, theta: number): void {
+  const hd = v.length;
+  const half = hd / 2;
+  for (let i = 0; i < half; i++) {
+    const angle = pos * Math.pow(theta, -(2 * i) / hd);
+    const c = Math.cos(angle), s = Math.sin(angle);
+    const a = v[i], b = v[i + half];
+    v[i] = a * c - b * s;
+    v[i + half] = b * c + a * s;
+  }
+}
+
+/**
+ * Causal grouped-query attention of query rows at positions `pos0 + r` over caches holding
+ * positions 0.. : q [rows, nHeads, hd], caches [positions, nKvHeads, hd] -> [rows, nHeads * hd].
+ */
+export function attentionRef(
+  q: ArrayLike<number>,
+  kCache: ArrayLike<number>,
+  vCache: ArrayLike<number>,
+  o: { nHeads: number; nKvHeads: number; headDim: number; pos0: number },
+): Float64Array {
+  const { nHeads, nKvHeads, headDim: hd, pos0 } = o;
+  const rows = q.length / (nHeads * hd);
+  const out = new Float64Array(rows * nHeads * hd);
+  const group = nHeads / nKvHeads;
+  for (let r = 0; r < rows; r++) {
+    const len = pos0 + r + 1;
+    for (let h = 0; h < nHeads; h++) {
+      const kvh = Math.floor(h / group);
+      const scores = new Float64Array(len);
+      let max = -Infinity;
+      for (let t = 0; t < len; t++) {
+        let s = 0;
+        for (let d = 0; d < hd; d++) {
+          s += q[(r * nHeads + h) * hd + d] * kCache[(t * nKvHeads + kvh) * hd + d];
+        }
+        scores[t] = s / Math.sqrt(hd);
+        max = Math.max(max, scores[t]);
+      }
+      let sum = 0;
+      for (let t = 0; t < len; t++) sum += scores[t] = Math.exp(scores[t] - max);
+      for (let d = 0; d < hd; d++) {
+        let acc = 0;
+        for (let t = 0; t < len; t++) acc += scores[t] * vCache[(t * nKvHeads + kvh) * hd + d];
+        out[(r * nHeads + h) * hd + d] = acc / sum;
+      }
+    }
+  }
+  return out;
+}
+
+/** ||a - b|| / ||b||: the error measure of every GPU-versus-reference test. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new RangeError(`length ${a.length} != ${b.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.sqrt(den);
+}

@@ -31,12 +31,19 @@ export {
   MAX_FUTURE,
   type ModelConfig,
   type ModelConfigInput,
-  ModelConfigSchema,
   parseConfig,
 } from "./model/config.ts";
 export { createModel, type CreateModelOptions, Model } from "./model/model.ts";
 export { forward } from "./model/forward.ts";
-export { tensorShapes } from "./model/weights.ts";
+export {
+  type LayerWeights,
+  type MedusaWeights,
+  type Placement,
+  tensorShapes,
+  type Weights,
+} from "./model/weights.ts";
+export type { ForwardContext, KvCache, Scratch } from "./model/trunk.ts";
+export type { Dispatch, Matrix } from "./kernels/dispatch.ts";
 export {
   complete,
   type Completion,

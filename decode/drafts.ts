@@ -13,12 +13,15 @@ import { NO_TOKEN } from "./state.ts";
 
 /** What a draft source gets to build its GPU work for one generation. */
 export interface DraftHost {
+  /** Device, config, state buffer and RoPE table of the generation. */
   ctx: ForwardContext;
+  /** The model's weights. */
   weights: Weights;
   /** [k] token ids of the block: row 0 is the last accepted token, rows 1.. the drafts. */
   ids: GPUBuffer;
   /** Rows per verified block: 1 + drafts per step. */
   k: number;
+  /** Tokens in the prompt. */
   promptLength: number;
 }
 

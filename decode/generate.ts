@@ -80,6 +80,7 @@ export interface Completion {
   tokens: number[];
   /** Decoded text, once a tokenizer exists. */
   text?: string;
+  /** Statistics of the generation. */
   stats: GenerationStats;
 }
 

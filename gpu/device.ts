@@ -41,6 +41,7 @@ export class Gpu {
   #firstError: GPUError | null = null;
   #lost: string | null = null;
 
+  /** Wraps `device`; `ownsDevice` says whether `dispose()` destroys it. */
   constructor(device: GPUDevice, adapterName: string, ownsDevice: boolean) {
     this.device = device;
     this.adapterName = adapterName;

@@ -17,6 +17,7 @@
  * ```
  */
 export class WebGpuUnavailableError extends Error {
+  /** Always "WebGpuUnavailableError". */
   override name = "WebGpuUnavailableError";
 }
 
@@ -31,6 +32,7 @@ export class WebGpuUnavailableError extends Error {
  * ```
  */
 export class GpuError extends Error {
+  /** Always "GpuError". */
   override name = "GpuError";
 }
 
@@ -48,6 +50,7 @@ export class GpuError extends Error {
  * ```
  */
 export class ConfigError extends Error {
+  /** Always "ConfigError". */
   override name = "ConfigError";
 }
 
@@ -63,6 +66,7 @@ export class ConfigError extends Error {
  * ```
  */
 export class InvalidInputError extends Error {
+  /** Always "InvalidInputError". */
   override name = "InvalidInputError";
 }
 
@@ -77,6 +81,7 @@ export class InvalidInputError extends Error {
  * ```
  */
 export class AbortedError extends Error {
+  /** Always "AbortedError". */
   override name = "AbortedError";
 }
 
@@ -91,5 +96,6 @@ export class AbortedError extends Error {
  * ```
  */
 export class ModelStateError extends Error {
+  /** Always "ModelStateError". */
   override name = "ModelStateError";
 }

@@ -9,12 +9,24 @@ import stateHeader from "./state.wgsl" with { type: "text" };
 /** How a kernel binds a buffer: read-only or read-write storage. Binding 0 is always the uniform params. */
 export type Access = "read" | "write";
 
-/** One recorded kernel launch; encoding it is setPipeline + setBindGroup + dispatch. */
+/**
+ * One recorded kernel launch; encoding it is setPipeline + setBindGroup + dispatch. Programs
+ * (a decode step, a prefill chunk) are arrays of these, built once and replayed.
+ *
+ * @example
+ * ```ts
+ * import type { Dispatch } from "@ahead/mtp";
+ * const describe = (program: Dispatch[]) => program.map((d) => d.label).join("\n");
+ * ```
+ */
 export interface Dispatch {
-  /** Readable name, e.g. "gemv_f16_rows4 layer3.o_proj". */
+  /** What the launch computes, e.g. "layers.3.o_proj". */
   label: string;
+  /** The specialised pipeline. */
   pipeline: GPUComputePipeline;
+  /** Params and buffers, bound once. */
   bindGroup: GPUBindGroup;
+  /** Workgroup counts (x, y, z). */
   workgroups: [number, number, number];
 }
 
@@ -90,10 +102,21 @@ export function run(gpu: Gpu, dispatches: readonly Dispatch[], where: string): v
   gpu.check(where);
 }
 
-/** A weight matrix on the GPU: `rows` x `cols`, row-major (HF Linear layout: [out, in]). */
+/**
+ * A weight matrix on the GPU: `rows` x `cols`, row-major (HF Linear layout: [out, in]).
+ *
+ * @example
+ * ```ts
+ * import type { Matrix } from "@ahead/mtp";
+ * const bytes = (m: Matrix) => m.rows * m.cols * (m.f16 ? 2 : 4);
+ * ```
+ */
 export interface Matrix {
+  /** The storage buffer. */
   buffer: GPUBuffer;
+  /** Output features. */
   rows: number;
+  /** Input features. */
   cols: number;
   /** Stored as f16 (packed in pairs) rather than f32. */
   f16: boolean;

@@ -8,36 +8,12 @@ import { ConfigError } from "../gpu/errors.ts";
 /** Largest number of output heads (nFuture) the verifier supports. */
 export const MAX_FUTURE = 16;
 
-const int = (name: string, min: number, max: number) =>
+const int = (name: string, min: number, max: number): z.ZodNumber =>
   z.number({ invalid_type_error: `${name} must be a number` }).int(`${name} must be an integer`)
     .min(min, `${name} must be in [${min}, ${max}]`).max(
       max,
       `${name} must be in [${min}, ${max}]`,
     );
-
-/** The zod schema of {@link ModelConfig}; use {@link parseConfig} for errors that name the field. */
-export const ModelConfigSchema = z.object({
-  vocabSize: int("vocabSize", 2, 1 << 20),
-  dModel: int("dModel", 8, 65536).refine((v) => v % 8 === 0, "dModel must be a multiple of 8"),
-  nLayers: int("nLayers", 1, 256),
-  nHeads: int("nHeads", 1, 256),
-  nKvHeads: int("nKvHeads", 1, 256).optional(),
-  headDim: int("headDim", 2, 256).refine((v) => v % 2 === 0, "headDim must be even").optional(),
-  dFF: int("dFF", 8, 1 << 18).refine((v) => v % 8 === 0, "dFF must be a multiple of 8"),
-  maxSeqLen: int("maxSeqLen", 2, 1 << 20),
-  ropeTheta: z.number().positive("ropeTheta must be > 0").default(10000),
-  normEps: z.number().positive("normEps must be > 0").max(1, "normEps must be in (0, 1]").default(
-    1e-5,
-  ),
-  nFuture: int("nFuture", 1, MAX_FUTURE).default(4),
-  headKind: z.enum(["transformer", "medusa"], {
-    errorMap: () => ({ message: 'headKind must be "transformer" or "medusa"' }),
-  }).default("transformer"),
-  tieEmbeddings: z.boolean().default(false),
-  dtype: z.enum(["f32", "f16"], {
-    errorMap: () => ({ message: 'dtype must be "f32" or "f16"' }),
-  }).default("f32"),
-}).strict();
 
 /**
  * What the user writes: every field of {@link ModelConfig}, the ones with defaults optional.
@@ -47,7 +23,75 @@ export const ModelConfigSchema = z.object({
  * - `nFuture` is the number of output heads: head 1 predicts t+1, heads 2..nFuture t+2..t+nFuture.
  * - `dtype` is the storage type of the weight matrices; activations are always f32.
  */
-export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
+export interface ModelConfigInput {
+  /** Number of token ids, in [2, 2^20]. */
+  vocabSize: number;
+  /** Width of the residual stream, a multiple of 8. */
+  dModel: number;
+  /** Number of trunk layers, in [1, 256]. */
+  nLayers: number;
+  /** Number of query heads. */
+  nHeads: number;
+  /** Number of key/value heads (default nHeads); must divide nHeads. */
+  nKvHeads?: number;
+  /** Width of one attention head (default dModel / nHeads), even, at most 256. */
+  headDim?: number;
+  /** Hidden width of the feed-forward block, a multiple of 8. */
+  dFF: number;
+  /** Longest sequence, prompt included. */
+  maxSeqLen: number;
+  /** RoPE base (default 10000). */
+  ropeTheta?: number;
+  /** RMSNorm epsilon (default 1e-5). */
+  normEps?: number;
+  /** Number of output heads, head 1 included (default 4, at most 16). */
+  nFuture?: number;
+  /** Kind of heads 2..nFuture (default "transformer"). */
+  headKind?: "transformer" | "medusa";
+  /** Unembedding shares the embedding matrix (default false). */
+  tieEmbeddings?: boolean;
+  /** Storage type of weight matrices (default "f32"). */
+  dtype?: "f32" | "f16";
+}
+
+/** The schema's output: the config before derived defaults (nKvHeads, headDim) are filled. */
+export type ParsedConfigFields = Omit<ModelConfig, "nKvHeads" | "headDim"> & {
+  nKvHeads?: number;
+  headDim?: number;
+};
+
+/**
+ * The zod schema of a model configuration; {@link parseConfig} adds the cross-field checks.
+ *
+ * @example
+ * ```ts
+ * import { ModelConfigSchema } from "@ahead/mtp";
+ * console.log(ModelConfigSchema.safeParse({ vocabSize: 0 }).success); // false
+ * ```
+ */
+export const ModelConfigSchema: z.ZodType<ParsedConfigFields, z.ZodTypeDef, ModelConfigInput> = z
+  .object({
+    vocabSize: int("vocabSize", 2, 1 << 20),
+    dModel: int("dModel", 8, 65536).refine((v) => v % 8 === 0, "dModel must be a multiple of 8"),
+    nLayers: int("nLayers", 1, 256),
+    nHeads: int("nHeads", 1, 256),
+    nKvHeads: int("nKvHeads", 1, 256).optional(),
+    headDim: int("headDim", 2, 256).refine((v) => v % 2 === 0, "headDim must be even").optional(),
+    dFF: int("dFF", 8, 1 << 18).refine((v) => v % 8 === 0, "dFF must be a multiple of 8"),
+    maxSeqLen: int("maxSeqLen", 2, 1 << 20),
+    ropeTheta: z.number().positive("ropeTheta must be > 0").default(10000),
+    normEps: z.number().positive("normEps must be > 0").max(1, "normEps must be in (0, 1]").default(
+      1e-5,
+    ),
+    nFuture: int("nFuture", 1, MAX_FUTURE).default(4),
+    headKind: z.enum(["transformer", "medusa"], {
+      errorMap: () => ({ message: 'headKind must be "transformer" or "medusa"' }),
+    }).default("transformer"),
+    tieEmbeddings: z.boolean().default(false),
+    dtype: z.enum(["f32", "f16"], {
+      errorMap: () => ({ message: 'dtype must be "f32" or "f16"' }),
+    }).default("f32"),
+  }).strict();
 
 /**
  * A validated configuration with every default filled in.
@@ -130,6 +174,9 @@ export function parseConfig(input: unknown): ModelConfig {
       );
     }
     headDim = c.dModel / c.nHeads;
+  }
+  if (headDim > 256) {
+    throw new ConfigError(`Invalid model config: headDim (${headDim}) must be at most 256`);
   }
   if ((c.nHeads * headDim) % 8 !== 0) {
     throw new ConfigError(

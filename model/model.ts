@@ -47,6 +47,7 @@ export class Model {
   #disposed = false;
   #busy = false;
 
+  /** Allocates the weights of `config` on `gpu` (uninitialised: use {@link createModel}). */
   constructor(config: ModelConfig, gpu: Gpu) {
     this.config = config;
     this.gpu = gpu;

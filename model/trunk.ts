@@ -18,9 +18,19 @@ import { add, swiglu } from "../kernels/elementwise.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LayerWeights, Weights } from "./weights.ts";
 
-/** What every launch of one forward needs besides its own buffers. */
+/**
+ * What every launch of one forward needs besides its own buffers.
+ *
+ * @example
+ * ```ts
+ * import type { ForwardContext } from "@ahead/mtp";
+ * const positions = (ctx: ForwardContext) => ctx.capacity;
+ * ```
+ */
 export interface ForwardContext {
+  /** Device and buffer registry. */
   gpu: Gpu;
+  /** The model's configuration. */
   config: ModelConfig;
   /** The decode state (position, done flag, ...), see decode/state.ts. */
   state: GPUBuffer;
@@ -30,8 +40,17 @@ export interface ForwardContext {
   capacity: number;
 }
 
-/** Activations of a block of `rows` rows. */
+/**
+ * Activations of a block of `rows` rows.
+ *
+ * @example
+ * ```ts
+ * import type { Scratch } from "@ahead/mtp";
+ * const residual = (s: Scratch) => s.h;
+ * ```
+ */
 export interface Scratch {
+  /** Rows of the block. */
   rows: number;
   /** [rows, dModel] the residual stream */
   h: GPUBuffer;
@@ -68,7 +87,15 @@ export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number): Scratch {
   };
 }
 
-/** The KV cache of one layer. */
+/**
+ * The KV cache of one layer.
+ *
+ * @example
+ * ```ts
+ * import type { KvCache } from "@ahead/mtp";
+ * const free = (kv: KvCache) => { kv.k.destroy(); kv.v.destroy(); };
+ * ```
+ */
 export interface KvCache {
   /** [capacity, nKvHeads, headDim] */
   k: GPUBuffer;

@@ -9,7 +9,15 @@ import { ConfigError } from "../gpu/errors.ts";
 import type { Matrix } from "../kernels/dispatch.ts";
 import type { ModelConfig } from "./config.ts";
 
-/** Weights of one Llama transformer layer (trunk layer or Meta-style MTP head). */
+/**
+ * Weights of one Llama transformer layer (trunk layer or Meta-style MTP head).
+ *
+ * @example
+ * ```ts
+ * import type { LayerWeights } from "@ahead/mtp";
+ * const qkvRows = (w: LayerWeights) => w.qkv.rows;
+ * ```
+ */
 export interface LayerWeights {
   /** input_layernorm: [dModel] */
   inputNorm: GPUBuffer;
@@ -25,7 +33,15 @@ export interface LayerWeights {
   down: Matrix;
 }
 
-/** Medusa heads 2..nFuture, stacked: y_j = u + silu(W_j u + b_j). */
+/**
+ * Medusa heads 2..nFuture, stacked: y_j = u + silu(W_j u + b_j).
+ *
+ * @example
+ * ```ts
+ * import type { MedusaWeights } from "@ahead/mtp";
+ * const heads = (m: MedusaWeights) => m.w.rows / m.w.cols;
+ * ```
+ */
 export interface MedusaWeights {
   /** medusa_head.{j}.0.linear.weight stacked: [(nFuture - 1) dModel, dModel] */
   w: Matrix;
@@ -33,10 +49,21 @@ export interface MedusaWeights {
   bias: GPUBuffer;
 }
 
-/** Every weight of a model, on the GPU. */
+/**
+ * Every weight of a model, on the GPU.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "@ahead/mtp";
+ * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 2, dFF: 64, maxSeqLen: 32 });
+ * console.log(model.weights.layers.length); // 2
+ * model.dispose();
+ * ```
+ */
 export interface Weights {
   /** model.embed_tokens.weight: [vocabSize, dModel] */
   embed: Matrix;
+  /** model.layers.{l}.*: the trunk */
   layers: LayerWeights[];
   /** model.norm.weight: [dModel], the final norm shared by all heads */
   norm: GPUBuffer;
@@ -48,11 +75,23 @@ export interface Weights {
   medusa: MedusaWeights | null;
 }
 
-/** Where a named tensor lives: a buffer, an element offset into it, and its shape. */
+/**
+ * Where a named tensor lives: a buffer, an element offset into it, and its shape.
+ *
+ * @example
+ * ```ts
+ * import { createModel } from "@ahead/mtp";
+ * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 32 });
+ * console.log(model.placements.get("model.layers.0.self_attn.k_proj.weight")?.offset); // 1024
+ * model.dispose();
+ * ```
+ */
 export interface Placement {
+  /** The buffer holding it (fused tensors share one). */
   buffer: GPUBuffer;
   /** Offset in elements. */
   offset: number;
+  /** Shape, e.g. [out, in] for a matrix. */
   shape: number[];
   /** Stored as f16 (matrices of an f16 model); vectors are always f32. */
   f16: boolean;

@@ -230,6 +230,7 @@ export async function* generate(
       while (mapping.length > (inflight ? MAP_LAG - 1 : 0)) {
         const m = mapping.shift()!;
         await m.done;
+        gpu.check("decode");
         const snap = session.snapshot(m.slot);
         if (finished) continue;
         last = snap;

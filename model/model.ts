@@ -141,6 +141,7 @@ export async function createModel(
       done += data.length * (model.placements.get(name)!.f16 ? 2 : 4);
       options.onProgress?.(done, total);
     }
+    await gpu.device.queue.onSubmittedWorkDone();
     gpu.check("weight upload");
     return model;
   } catch (e) {

@@ -2,6 +2,7 @@
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { STATE_WORDS } from "../decode/state.ts";
 import type { Matrix } from "../kernels/dispatch.ts";
+import type { ModelConfigInput } from "../model/config.ts";
 
 let shared: Promise<Gpu> | null = null;
 /** The test file's device (created once). */
@@ -61,4 +62,24 @@ export async function readF32(gpu: Gpu, b: GPUBuffer, n: number): Promise<Float3
 /** Reads n u32 back. */
 export async function readU32(gpu: Gpu, b: GPUBuffer, n: number): Promise<Uint32Array> {
   return new Uint32Array(await gpu.read(b, Math.ceil(n * 4 / 16) * 16), 0, n);
+}
+
+/** A tiny model of odd shapes: sizes are not multiples of any workgroup size, nKvHeads < nHeads. */
+export const tiny = (o: Partial<ModelConfigInput> = {}): ModelConfigInput => ({
+  vocabSize: 67,
+  dModel: 24,
+  nLayers: 2,
+  nHeads: 3,
+  nKvHeads: 1,
+  headDim: 8,
+  dFF: 40,
+  maxSeqLen: 96,
+  nFuture: 3,
+  ...o,
+});
+
+/** n random token ids below vocab. */
+export function randomTokens(n: number, vocab: number, seed: number): number[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => Math.floor(r(0, vocab)));
 }

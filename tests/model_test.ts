@@ -1,30 +1,11 @@
 import assert from "node:assert/strict";
-import { createModel, forward, type ModelConfigInput } from "../mod.ts";
+import { createModel, forward } from "../mod.ts";
 import { randomTensors } from "../model/weights.ts";
 import { referenceForward } from "../model/reference.ts";
 import { relativeError } from "../kernels/reference.ts";
 import { Session } from "../decode/session.ts";
 import { S } from "../decode/state.ts";
-import { readF32, rng } from "./helpers.ts";
-
-/** A tiny model of odd shapes: sizes are not multiples of any workgroup size, nKvHeads < nHeads. */
-export const tiny = (o: Partial<ModelConfigInput> = {}): ModelConfigInput => ({
-  vocabSize: 67,
-  dModel: 24,
-  nLayers: 2,
-  nHeads: 3,
-  nKvHeads: 1,
-  headDim: 8,
-  dFF: 40,
-  maxSeqLen: 96,
-  nFuture: 3,
-  ...o,
-});
-
-function randomTokens(n: number, vocab: number, seed: number): number[] {
-  const r = rng(seed);
-  return Array.from({ length: n }, () => Math.floor(r(0, vocab)));
-}
+import { randomTokens, readF32, tiny } from "./helpers.ts";
 
 const TOL = { f32: 1e-4, f16: 1e-4 }; // f16 weights are rounded in the reference too
 

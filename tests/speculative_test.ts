@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { complete, createModel, generate, type Model, replayDrafts } from "../mod.ts";
+import { randomTokens, rng, tiny } from "./helpers.ts";
+
+const SEED = 5;
+
+/** Greedy continuations of the trunk; trunk weights depend only on the seed, not on the heads. */
+async function greedyOf(vocabSize: number, cases: { prompt: number[]; maxTokens: number }[]) {
+  const m = await createModel(tiny({ vocabSize, nFuture: 1 }), { seed: SEED });
+  try {
+    const out: number[][] = [];
+    for (const c of cases) {
+      out.push((await complete(m, c.prompt, { maxTokens: c.maxTokens })).tokens);
+    }
+    return out;
+  } finally {
+    m.dispose();
+  }
+}
+
+Deno.test("speculative == greedy token for token: 50 prompts x heads 2..8 x both head kinds", async () => {
+  // A small vocabulary, so random heads are sometimes right and both accept and reject paths run.
+  const vocabSize = 7;
+  const r = rng(1);
+  const cases = Array.from({ length: 50 }, (_, i) => ({
+    prompt: randomTokens(1 + Math.floor(r(0, 12)), vocabSize, 1000 + i),
+    maxTokens: 4 + Math.floor(r(0, 20)),
+  }));
+  const greedy = await greedyOf(vocabSize, cases);
+  let accepted = 0, steps = 0, tokens = 0;
+  for (const headKind of ["transformer", "medusa"] as const) {
+    for (let nFuture = 2; nFuture <= 8; nFuture++) {
+      const model = await createModel(tiny({ vocabSize, nFuture, headKind }), { seed: SEED });
+      try {
+        for (let i = 0; i < cases.length; i++) {
+          const { tokens: t, stats } = await complete(model, cases[i].prompt, {
+            maxTokens: cases[i].maxTokens,
+            mode: "speculative",
+          });
+          assert.deepEqual(t, greedy[i], `${headKind}, nFuture ${nFuture}, prompt ${i}`);
+          assert.equal(stats.headAcceptance.length, nFuture);
+          accepted += stats.tokens - stats.steps;
+          steps += stats.steps;
+          tokens += stats.tokens;
+        }
+      } finally {
+        model.dispose();
+      }
+    }
+  }
+  assert.ok(accepted > 100, `only ${accepted} drafts accepted: the accept path is barely tested`);
+  assert.ok(tokens > steps, "speculative decoding never emitted more than one token per step");
+});
+
+async function withModel(nFuture: number, f: (m: Model, greedy: number[]) => Promise<void>) {
+  const model = await createModel(tiny({ nFuture, headKind: "medusa" }), { seed: SEED });
+  try {
+    const { tokens } = await complete(model, [9, 8, 7], { maxTokens: 40 });
+    await f(model, tokens);
+  } finally {
+    model.dispose();
+  }
+}
+
+for (const nFuture of [2, 4, 5]) {
+  Deno.test(`replaying the true continuation gives nFuture (${nFuture}) tokens per step; a wrong one gives 1`, async () => {
+    await withModel(nFuture, async (model, greedy) => {
+      const right = await complete(model, [9, 8, 7], {
+        maxTokens: 40,
+        mode: "speculative",
+        drafts: replayDrafts(greedy),
+      });
+      assert.deepEqual(right.tokens, greedy);
+      assert.equal(right.stats.steps, Math.ceil(40 / nFuture));
+      assert.deepEqual(right.stats.headAcceptance, new Array(nFuture).fill(1));
+      if (40 % nFuture === 0) assert.equal(right.stats.tokensPerStep, nFuture);
+
+      const wrong = await complete(model, [9, 8, 7], {
+        maxTokens: 40,
+        mode: "speculative",
+        drafts: replayDrafts(greedy.map((t) => (t + 1) % 67)),
+      });
+      assert.deepEqual(wrong.tokens, greedy);
+      assert.equal(wrong.stats.tokensPerStep, 1);
+      assert.deepEqual(wrong.stats.headAcceptance, [1, ...new Array(nFuture - 1).fill(0)]);
+    });
+  });
+}
+
+Deno.test("a stop id inside an accepted block ends generation exactly where greedy would", async () => {
+  await withModel(4, async (model, greedy) => {
+    for (const at of [5, 6, 9]) { // positions inside a 4-token block
+      if (greedy.slice(0, at).includes(greedy[at])) continue;
+      const stop = [greedy[at]];
+      const g = await complete(model, [9, 8, 7], { maxTokens: 40, stop });
+      const s = await complete(model, [9, 8, 7], {
+        maxTokens: 40,
+        stop,
+        mode: "speculative",
+        drafts: replayDrafts(greedy),
+      });
+      assert.deepEqual(g.tokens, greedy.slice(0, at + 1));
+      assert.deepEqual(s.tokens, g.tokens);
+      assert.equal(s.stats.steps, Math.floor(at / 4) + 1);
+    }
+  });
+});
+
+Deno.test("maxTokens reached inside a block yields exactly maxTokens tokens", async () => {
+  await withModel(4, async (model, greedy) => {
+    for (const maxTokens of [1, 6, 9]) {
+      const s = await complete(model, [9, 8, 7], {
+        maxTokens,
+        mode: "speculative",
+        drafts: replayDrafts(greedy),
+      });
+      assert.deepEqual(s.tokens, greedy.slice(0, maxTokens));
+    }
+  });
+});
+
+Deno.test("speculative generation runs up to maxSeqLen exactly", async () => {
+  await withModel(5, async (model) => {
+    const prompt = randomTokens(83, 67, 3);
+    const g = await complete(model, prompt, { maxTokens: 50 });
+    assert.equal(g.tokens.length, 96 - 83);
+    const s = await complete(model, prompt, {
+      maxTokens: 50,
+      mode: "speculative",
+      drafts: replayDrafts(g.tokens),
+    });
+    assert.deepEqual(s.tokens, g.tokens);
+    const h = await complete(model, prompt, { maxTokens: 50, mode: "speculative" });
+    assert.deepEqual(h.tokens, g.tokens);
+  });
+});
+
+Deno.test("speculative streaming: chunks concatenate to the greedy output, host syncs stay few", async () => {
+  await withModel(3, async (model, greedy) => {
+    const chunks: number[][] = [];
+    const it = generate(model, [9, 8, 7], { maxTokens: 40, mode: "speculative" });
+    let r = await it.next();
+    while (!r.done) {
+      chunks.push(r.value);
+      r = await it.next();
+    }
+    assert.deepEqual(chunks.flat(), greedy);
+    assert.ok(r.value.hostSyncs <= 10, `${r.value.hostSyncs} host syncs`);
+  });
+});

@@ -1,0 +1,345 @@
+/**
+ * Decode benchmark: on whatever GPU it finds, in one run,
+ * - the copy bandwidth (a large vec4 copy kernel timed with timestamp queries): the ceiling;
+ * - for a Llama-shaped ~1.1B f16 model and a small model: greedy, speculative with the model's
+ *   own (random) heads, and speculative with a replay source proposing the true continuation
+ *   (the ceiling of k-token verification);
+ * - a table: ms/step, tokens/step, tokens/s, weight bytes read per second and % of the copy
+ *   bandwidth, dispatches/step, host syncs per 100 tokens; and a per-kernel profile of one step.
+ *
+ *     deno task bench [--json FILE] [--quick] [--tokens N]
+ *
+ * --quick swaps in small models, for a software GPU.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { complete, createModel, type GenerationStats, type Model, replayDrafts } from "../mod.ts";
+import type { ModelConfigInput } from "../model/config.ts";
+import { Session } from "../decode/session.ts";
+import { createGpu, type Gpu } from "../gpu/device.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    json: { type: "string" },
+    quick: { type: "boolean", default: false },
+    tokens: { type: "string", default: "512" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log("Usage: deno task bench [--json FILE] [--quick] [--tokens N]");
+  Deno.exit(0);
+}
+const TOKENS = Number(args.tokens);
+if (!Number.isInteger(TOKENS) || TOKENS < 8) {
+  console.error("--tokens must be an integer >= 8");
+  Deno.exit(2);
+}
+const PROMPT = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 250);
+
+const MODELS: Record<string, ModelConfigInput> = args.quick
+  ? {
+    "tiny-a": {
+      vocabSize: 512,
+      dModel: 128,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      dFF: 256,
+      maxSeqLen: TOKENS + 32,
+      nFuture: 4,
+      dtype: "f16",
+    },
+    "tiny-b": {
+      vocabSize: 256,
+      dModel: 64,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      dFF: 128,
+      maxSeqLen: TOKENS + 32,
+      nFuture: 4,
+      dtype: "f16",
+    },
+  }
+  : {
+    "1.1B": {
+      vocabSize: 32000,
+      dModel: 2048,
+      nLayers: 16,
+      nHeads: 32,
+      nKvHeads: 8,
+      dFF: 8192,
+      maxSeqLen: TOKENS + 32,
+      nFuture: 4,
+      dtype: "f16",
+    },
+    "small": {
+      vocabSize: 32000,
+      dModel: 512,
+      nLayers: 8,
+      nHeads: 8,
+      nKvHeads: 4,
+      dFF: 1536,
+      maxSeqLen: TOKENS + 32,
+      nFuture: 4,
+      dtype: "f16",
+    },
+  };
+
+/** GB/s of a large device-to-device copy kernel (vec4, grid-stride), timed with timestamps. */
+async function copyBandwidth(gpu: Gpu): Promise<number> {
+  const dev = gpu.device;
+  const bytes = Math.min(
+    512 << 20,
+    Math.floor(dev.limits.maxStorageBufferBindingSize / 2 / 16) * 16,
+    args.quick ? 64 << 20 : 512 << 20,
+  );
+  const usage = GPUBufferUsage.STORAGE;
+  const a = gpu.buffer("copy src", bytes, usage), b = gpu.buffer("copy dst", bytes, usage);
+  const module = dev.createShaderModule({
+    code: `@group(0) @binding(0) var<storage, read> a: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> b: array<vec4f>;
+@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n: vec3u) {
+  let count = arrayLength(&a);
+  for (var i = g.x; i < count; i += n.x * 256u) { b[i] = a[i]; }
+}`,
+  });
+  const pipe = dev.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const bg = dev.createBindGroup({
+    layout: pipe.getBindGroupLayout(0),
+    entries: [{ binding: 0, resource: { buffer: a } }, { binding: 1, resource: { buffer: b } }],
+  });
+  let best = 0;
+  for (const groups of [4096, 16384, 65535]) {
+    const ns = await timePasses(gpu, 10, (pass) => {
+      pass.setPipeline(pipe);
+      pass.setBindGroup(0, bg);
+      pass.dispatchWorkgroups(groups);
+    });
+    best = Math.max(best, (2 * bytes) / ns);
+  }
+  gpu.free(a);
+  gpu.free(b);
+  return best; // bytes per ns = GB/s
+}
+
+/** Median GPU time (ns) of `reps` timed passes of `body`. */
+async function timePasses(gpu: Gpu, reps: number, body: (p: GPUComputePassEncoder) => void) {
+  const dev = gpu.device;
+  const qs = dev.createQuerySet({ type: "timestamp", count: 2 * reps });
+  const resolve = dev.createBuffer({
+    size: 16 * reps,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = dev.createBuffer({
+    size: 16 * reps,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const enc = dev.createCommandEncoder();
+  for (let r = 0; r < reps; r++) {
+    const pass = enc.beginComputePass({
+      timestampWrites: {
+        querySet: qs,
+        beginningOfPassWriteIndex: 2 * r,
+        endOfPassWriteIndex: 2 * r + 1,
+      },
+    });
+    body(pass);
+    pass.end();
+  }
+  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0);
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps);
+  dev.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const t = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  [qs, resolve, read].forEach((x) => x.destroy());
+  const ns = Array.from({ length: reps }, (_, r) => Number(t[2 * r + 1] - t[2 * r])).sort((x, y) =>
+    x - y
+  );
+  return ns[Math.floor(reps / 2)];
+}
+
+/** Bytes of weight matrices (and norm vectors) one decode step reads. */
+function weightBytesPerStep(model: Model, withHeads: boolean): number {
+  const w = model.weights;
+  const m = (x: { rows: number; cols: number; f16: boolean }) => x.rows * x.cols * (x.f16 ? 2 : 4);
+  const d4 = model.config.dModel * 4;
+  const layer = (l: (typeof w.layers)[number]) =>
+    m(l.qkv) + m(l.o) + m(l.gateUp) + m(l.down) + 2 * d4;
+  let bytes = w.layers.reduce((s, l) => s + layer(l), 0) + m(w.lmHead) + d4;
+  if (withHeads) {
+    bytes += w.headLayers.reduce((s, l) => s + layer(l), 0) + m(w.lmHead);
+    if (w.medusa) bytes += m(w.medusa.w);
+  }
+  return bytes;
+}
+
+/** GPU time per kernel label family over one decode step, each launch in its own timed pass. */
+async function profileStep(model: Model, k: number): Promise<[string, number, number][]> {
+  const session = new Session(model, { k, drafts: null, promptLength: PROMPT.length });
+  try {
+    session.start(PROMPT, { limit: model.config.maxSeqLen, stop: [] });
+    const program = session.step;
+    const gpu = model.gpu;
+    const times: number[] = [];
+    for (const d of program) {
+      times.push(
+        await timePasses(gpu, 5, (pass) => {
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.bindGroup);
+          pass.dispatchWorkgroups(...d.workgroups);
+        }),
+      );
+    }
+    const byKind = new Map<string, [number, number]>();
+    program.forEach((d, i) => {
+      const kind = d.label.replace(/^layers\.\d+\./, "layer.");
+      const [t, n] = byKind.get(kind) ?? [0, 0];
+      byKind.set(kind, [t + times[i], n + 1]);
+    });
+    return [...byKind.entries()].map(([kind, [t, n]]) =>
+      [kind, t / 1e3, n] as [string, number, number]
+    )
+      .sort((a, b) => b[1] - a[1]);
+  } finally {
+    session.dispose();
+  }
+}
+
+interface Row {
+  model: string;
+  run: string;
+  msPerStep: number;
+  tokensPerStep: number;
+  tokensPerSecond: number;
+  gpuTokensPerSecond: number | null;
+  weightGBps: number;
+  pctCopy: number;
+  dispatchesPerStep: number;
+  hostSyncsPer100: number;
+  speedup: number;
+  stats: GenerationStats;
+}
+
+const gpu0 = await createGpu();
+const adapter = gpu0.adapterName;
+if (!gpu0.hasTimestamps) {
+  console.error("this GPU has no timestamp-query: the benchmark needs it");
+  Deno.exit(1);
+}
+console.log(`GPU: ${adapter}`);
+const copy = await copyBandwidth(gpu0);
+gpu0.dispose();
+console.log(`copy bandwidth: ${copy.toFixed(0)} GB/s`);
+
+const rows: Row[] = [];
+const profiles: Record<string, [string, number, number][]> = {};
+for (const [name, config] of Object.entries(MODELS)) {
+  const t0 = performance.now();
+  let lastPct = -1;
+  const model = await createModel(config, {
+    seed: 1,
+    onProgress: (done, total) => {
+      const pct = Math.floor((100 * done) / total);
+      if (pct >= lastPct + 10) {
+        lastPct = pct;
+        console.log(`  ${name}: initialising weights ${pct}%`);
+      }
+    },
+  });
+  console.log(`${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s to create`);
+  try {
+    const opts = { maxTokens: TOKENS, timestamps: true };
+    await complete(model, PROMPT, { ...opts, maxTokens: 8 }); // compile pipelines
+    await complete(model, PROMPT, { ...opts, maxTokens: 8, mode: "speculative" });
+    const greedy = await complete(model, PROMPT, opts);
+    const runs: [string, GenerationStats, boolean][] = [["greedy", greedy.stats, false]];
+    const heads = await complete(model, PROMPT, { ...opts, mode: "speculative" });
+    if (heads.tokens.join() !== greedy.tokens.join()) throw new Error(`${name}: heads != greedy`);
+    runs.push(["speculative, heads", heads.stats, true]);
+    const replay = await complete(model, PROMPT, {
+      ...opts,
+      mode: "speculative",
+      drafts: replayDrafts(greedy.tokens),
+    });
+    if (replay.tokens.join() !== greedy.tokens.join()) throw new Error(`${name}: replay != greedy`);
+    runs.push(["speculative, replay", replay.stats, false]);
+    for (const [run, s, withHeads] of runs) {
+      const sec = s.gpuDecodeSeconds ?? s.decodeSeconds;
+      const msPerStep = (sec * 1000) / s.steps;
+      const bytes = weightBytesPerStep(model, withHeads);
+      const gbps = bytes / (msPerStep * 1e6);
+      rows.push({
+        model: name,
+        run,
+        msPerStep,
+        tokensPerStep: s.tokensPerStep,
+        tokensPerSecond: s.tokensPerSecond,
+        gpuTokensPerSecond: s.gpuDecodeSeconds ? s.tokens / s.gpuDecodeSeconds : null,
+        weightGBps: gbps,
+        pctCopy: (100 * gbps) / copy,
+        dispatchesPerStep: s.dispatchesPerStep,
+        hostSyncsPer100: (100 * s.hostSyncs) / s.tokens,
+        speedup: s.tokensPerSecond / greedy.stats.tokensPerSecond,
+        stats: s,
+      });
+    }
+    profiles[`${name} greedy step`] = await profileStep(model, 1);
+    profiles[`${name} 4-row verify step`] = await profileStep(model, 4);
+  } finally {
+    model.dispose();
+  }
+}
+
+const table = [
+  `GPU: ${adapter}; copy bandwidth ${
+    copy.toFixed(0)
+  } GB/s; ${TOKENS} tokens after a ${PROMPT.length}-token prompt`,
+  "",
+  "| model | run | ms/step | tokens/step | tokens/s | x greedy | weight GB/s | % of copy | dispatches/step | host syncs/100 tok |",
+  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ...rows.map((r) =>
+    `| ${r.model} | ${r.run} | ${r.msPerStep.toFixed(3)} | ${r.tokensPerStep.toFixed(2)} | ${
+      r.tokensPerSecond.toFixed(0)
+    } | ${r.speedup.toFixed(2)} | ${r.weightGBps.toFixed(0)} | ${
+      r.pctCopy.toFixed(1)
+    } | ${r.dispatchesPerStep} | ${r.hostSyncsPer100.toFixed(1)} |`
+  ),
+];
+console.log("\n" + table.join("\n"));
+for (const [k, p] of Object.entries(profiles)) {
+  const total = p.reduce((s, [, t]) => s + t, 0);
+  console.log(
+    `\nprofile, ${k} (one pass per launch, so launch gaps are not included): ${
+      total.toFixed(1)
+    } us`,
+  );
+  for (const [kind, t, n] of p.slice(0, 12)) {
+    console.log(`  ${kind.padEnd(36)} ${t.toFixed(1).padStart(8)} us  (${n} launches)`);
+  }
+}
+if (args.json) {
+  await Deno.writeTextFile(
+    args.json,
+    JSON.stringify(
+      {
+        adapter,
+        copyGBps: copy,
+        tokens: TOKENS,
+        prompt: PROMPT.length,
+        models: MODELS,
+        rows,
+        profiles,
+      },
+      null,
+      2,
+    ),
+  );
+  console.log(`\nwrote ${args.json}`);
+}

@@ -23,11 +23,14 @@ export function gemv(gpu: Gpu, o: {
   residual?: GPUBuffer;
   /** Length of a residual row; default N. A smaller value broadcasts it over N. */
   residualDim?: number;
+  /** Threads sharing one output row (a power of two <= 256); for tuning. */
+  threadsPerRow?: number;
   label?: string;
 }): Dispatch {
+  const tpr = o.threadsPerRow ?? THREADS_PER_ROW;
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
-  const [gx, gz] = grid(Math.ceil(n / (256 / THREADS_PER_ROW)));
+  const [gx, gz] = grid(Math.ceil(n / (256 / tpr)));
   const unused = o.state; // bound in place of an absent optional input; never read
   return makeDispatch(gpu, {
     kernel: "gemv",
@@ -35,7 +38,7 @@ export function gemv(gpu: Gpu, o: {
     constants: {
       F16: o.w.f16,
       ROWS: rowsPerGroup,
-      TPR: THREADS_PER_ROW,
+      TPR: tpr,
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

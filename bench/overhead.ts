@@ -1,0 +1,162 @@
+/**
+ * Where does decode step time go? Separates, for one model's decode step:
+ * - CPU time to encode a batch of steps and to submit it;
+ * - GPU time of that batch, submitted whole (timestamps), per step and per launch;
+ * - the sum of the step's kernels timed one by one;
+ * and sweeps the gemv kernel's threads-per-row on the 1.1B model's matrix shapes.
+ *
+ *     deno run -A --unstable-webgpu bench/overhead.ts [--quick]
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createModel } from "../mod.ts";
+import { Session } from "../decode/session.ts";
+import { gemv } from "../kernels/gemv.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { STATE_WORDS } from "../decode/state.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean", default: false } },
+});
+const config = args.quick
+  ? {
+    vocabSize: 512,
+    dModel: 128,
+    nLayers: 2,
+    nHeads: 4,
+    nKvHeads: 2,
+    dFF: 256,
+    maxSeqLen: 600,
+    dtype: "f16" as const,
+  }
+  : {
+    vocabSize: 32000,
+    dModel: 512,
+    nLayers: 8,
+    nHeads: 8,
+    nKvHeads: 4,
+    dFF: 1536,
+    maxSeqLen: 600,
+    dtype: "f16" as const,
+  };
+
+async function gpuNs(gpu: Gpu, encodeBody: (enc: GPUCommandEncoder, qs: GPUQuerySet) => void) {
+  const dev = gpu.device;
+  const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
+  const res = dev.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const rd = dev.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const enc = dev.createCommandEncoder();
+  encodeBody(enc, qs);
+  enc.resolveQuerySet(qs, 0, 2, res, 0);
+  enc.copyBufferToBuffer(res, 0, rd, 0, 16);
+  const t0 = performance.now();
+  const cb = enc.finish();
+  const t1 = performance.now();
+  dev.queue.submit([cb]);
+  const t2 = performance.now();
+  await rd.mapAsync(GPUMapMode.READ);
+  const t = new BigUint64Array(rd.getMappedRange().slice(0));
+  rd.unmap();
+  [qs, res, rd].forEach((b) => b.destroy());
+  return { ns: Number(t[1] - t[0]), finishMs: t1 - t0, submitMs: t2 - t1 };
+}
+
+const model = await createModel(config, { seed: 1 });
+const gpu = model.gpu;
+console.log(`GPU: ${gpu.adapterName}`);
+const session = new Session(model, { k: 1, drafts: null, promptLength: 4 });
+session.start([1, 2, 3, 4], { limit: 590, stop: [] });
+const n = session.step.length;
+for (const steps of [1, 16, 64]) {
+  const tEnc0 = performance.now();
+  let encodeMs = 0;
+  const r = await gpuNs(gpu, (enc, qs) => {
+    const pass = enc.beginComputePass({
+      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    const t = performance.now();
+    for (let s = 0; s < steps; s++) {
+      for (const d of session.step) {
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(...d.workgroups);
+      }
+    }
+    pass.end();
+    encodeMs = performance.now() - t;
+  });
+  void tEnc0;
+  console.log(
+    `${steps} steps x ${n} launches: encode ${
+      (encodeMs * 1000 / (steps * n)).toFixed(2)
+    } us/launch, ` +
+      `finish ${r.finishMs.toFixed(2)} ms, submit ${r.submitMs.toFixed(2)} ms, ` +
+      `GPU ${(r.ns / 1e3 / steps).toFixed(1)} us/step = ${
+        (r.ns / 1e3 / (steps * n)).toFixed(2)
+      } us/launch`,
+  );
+}
+// The same launches with the done flag set: every kernel returns at once. Pure launch cost.
+const st = new Uint32Array(STATE_WORDS);
+st[3] = 1;
+gpu.write(session.state, st);
+const r = await gpuNs(gpu, (enc, qs) => {
+  const pass = enc.beginComputePass({
+    timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+  });
+  for (let s = 0; s < 64; s++) {
+    for (const d of session.step) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(...d.workgroups);
+    }
+  }
+  pass.end();
+});
+console.log(
+  `64 steps, all kernels exiting at once: GPU ${(r.ns / 1e3 / (64 * n)).toFixed(2)} us/launch`,
+);
+session.dispose();
+
+// gemv threads-per-row sweep on 1.1B shapes.
+const state = gpu.storage("state", STATE_WORDS * 4);
+for (
+  const [rows, cols, gated] of [[3072, 2048, false], [2048, 2048, false], [16384, 2048, true], [
+    2048,
+    8192,
+    false,
+  ], [32000, 2048, false]] as const
+) {
+  const w = { buffer: gpu.storage("w", rows * cols * 2), rows, cols, f16: true };
+  const x = gpu.storage("x", 8 * cols * 4);
+  const y = gpu.storage("y", 8 * rows * 4);
+  const line: string[] = [];
+  for (const k of [1, 4]) {
+    for (const tpr of [8, 16, 32, 64, 128, 256]) {
+      const d = gemv(gpu, { state, x, w, y, rows: k, gated, threadsPerRow: tpr });
+      const reps = 20;
+      const t = await gpuNs(gpu, (enc, qs) => {
+        const pass = enc.beginComputePass({
+          timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+        });
+        for (let i = 0; i < reps; i++) {
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.bindGroup);
+          pass.dispatchWorkgroups(...d.workgroups);
+        }
+        pass.end();
+      });
+      line.push(`k${k}/tpr${tpr}: ${(rows * cols * 2 / (t.ns / reps)).toFixed(0)}`);
+    }
+  }
+  console.log(`gemv ${rows}x${cols}${gated ? " gated" : ""} GB/s: ${line.join(", ")}`);
+  gpu.free(w.buffer);
+}
+model.dispose();

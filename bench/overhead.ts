@@ -125,38 +125,65 @@ console.log(
 );
 session.dispose();
 
-// gemv threads-per-row sweep on 1.1B shapes.
+// gemv sweep on 1.1B shapes: threads per row x rows per thread x unroll, for 1 and 4 query rows.
 const state = gpu.storage("state", STATE_WORDS * 4);
-for (
-  const [rows, cols, gated] of [[3072, 2048, false], [2048, 2048, false], [16384, 2048, true], [
+const shapes = [
+  [3072, 2048, false],
+  [2048, 2048, false],
+  [16384, 2048, true],
+  [2048, 8192, false],
+  [
+    32000,
     2048,
-    8192,
     false,
-  ], [32000, 2048, false]] as const
-) {
+  ],
+] as const;
+for (const [rows, cols, gated] of shapes) {
   const w = { buffer: gpu.storage("w", rows * cols * 2), rows, cols, f16: true };
   const x = gpu.storage("x", 8 * cols * 4);
   const y = gpu.storage("y", 8 * rows * 4);
-  const line: string[] = [];
   for (const k of [1, 4]) {
-    for (const tpr of [8, 16, 32, 64, 128, 256]) {
-      const d = gemv(gpu, { state, x, w, y, rows: k, gated, threadsPerRow: tpr });
-      const reps = 20;
-      const t = await gpuNs(gpu, (enc, qs) => {
-        const pass = enc.beginComputePass({
-          timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-        });
-        for (let i = 0; i < reps; i++) {
-          pass.setPipeline(d.pipeline);
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(...d.workgroups);
+    const results: [string, number][] = [];
+    for (const tpr of [16, 32, 64]) {
+      for (const ro of k === 1 ? [1, 2, 4, 8] : [1, 2]) {
+        for (const unroll of [1, 2, 4, 8]) {
+          const d = gemv(gpu, {
+            state,
+            x,
+            w,
+            y,
+            rows: k,
+            gated,
+            tune: { threadsPerRow: tpr, rowsPerThread: ro, unroll },
+          });
+          const reps = 20;
+          const t = await gpuNs(gpu, (enc, qs) => {
+            const pass = enc.beginComputePass({
+              timestampWrites: {
+                querySet: qs,
+                beginningOfPassWriteIndex: 0,
+                endOfPassWriteIndex: 1,
+              },
+            });
+            for (let i = 0; i < reps; i++) {
+              pass.setPipeline(d.pipeline);
+              pass.setBindGroup(0, d.bindGroup);
+              pass.dispatchWorkgroups(...d.workgroups);
+            }
+            pass.end();
+          });
+          results.push([`tpr${tpr}/ro${ro}/u${unroll}`, rows * cols * 2 / (t.ns / reps)]);
         }
-        pass.end();
-      });
-      line.push(`k${k}/tpr${tpr}: ${(rows * cols * 2 / (t.ns / reps)).toFixed(0)}`);
+      }
     }
+    results.sort((p, q) => q[1] - p[1]);
+    const pick = (name: string) => results.find(([n]) => n === name)?.[1].toFixed(0);
+    console.log(
+      `gemv ${rows}x${cols}${gated ? " gated" : ""} k=${k} GB/s best: ` +
+        results.slice(0, 5).map(([n, v]) => `${n} ${v.toFixed(0)}`).join(", ") +
+        `; tpr32/ro1/u1 ${pick("tpr32/ro1/u1")}, tpr32/ro4/u4 ${pick("tpr32/ro4/u4")}`,
+    );
   }
-  console.log(`gemv ${rows}x${cols}${gated ? " gated" : ""} GB/s: ${line.join(", ")}`);
   gpu.free(w.buffer);
 }
 model.dispose();

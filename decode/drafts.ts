@@ -83,7 +83,7 @@ export function headDraftSource(): DraftSource {
         }
         return b;
       };
-      const sel = allocScratch(ctx.gpu, c, nh);
+      const sel = allocScratch(ctx.gpu, c, nh, ctx.capacity);
       const logits = ctx.gpu.storage("head logits", nh * c.vocabSize * 4);
       return {
         firstDrafts: new Array(nh).fill(NO_TOKEN),

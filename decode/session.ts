@@ -89,7 +89,7 @@ export class Session {
       const picks = gpu.storage("picks", this.k * 4);
       const tokens = gpu.storage("tokens", this.capacity * 4);
       const logits = gpu.storage("logits", this.k * c.vocabSize * 4);
-      const block = allocScratch(gpu, c, this.k);
+      const block = allocScratch(gpu, c, this.k, this.capacity);
       const kv = allocKv(gpu, c, this.capacity, c.nLayers);
       const drafts = o.drafts?.attach({
         ctx,
@@ -137,7 +137,7 @@ export class Session {
       const gpu = this.model.gpu;
       p = gpu.inScope(this.#scope, () => {
         const ids = gpu.storage(`prefill ids[${rows}]`, rows * 4);
-        const s = allocScratch(gpu, this.model.config, rows);
+        const s = allocScratch(gpu, this.model.config, rows, this.capacity);
         const program = [
           ...trunk(this.ctx, this.model.weights, { ids, kv: this.kv, s }),
           ...(this.drafts?.beforeVerify(s) ?? []),

@@ -2,6 +2,8 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, f32bits, makeDispatch } from "./dispatch.ts";
 import type { AttentionShape } from "./rope_kv.ts";
 import code from "./attention.wgsl" with { type: "text" };
+import splitCode from "./attention_split.wgsl" with { type: "text" };
+import combineCode from "./attention_combine.wgsl" with { type: "text" };
 
 /** Causal grouped-query attention of `rows` query rows (positions state.pos + r) over the cache. */
 export function attention(
@@ -38,4 +40,70 @@ export function attention(
     workgroups: [o.nHeads, o.rows],
     label: o.label ?? "attention",
   });
+}
+
+/** Positions per chunk of split decode attention (one tile of the split kernel). */
+const SPLIT_CHUNK = 64;
+
+/** Chunks a decode attention over `capacity` positions is split into. */
+export function attentionSplits(capacity: number): number {
+  return Math.ceil(capacity / SPLIT_CHUNK);
+}
+
+/**
+ * Decode attention for a few query rows: phase 1 spreads (head, row, chunk of positions) over
+ * workgroups into `partial`, phase 2 merges the chunks. Same result as {@link attention}, but
+ * fills the GPU when rows are few. `partial` holds rows * nHeads * splits * (2 + headDim) f32.
+ */
+export function attentionSplit(
+  gpu: Gpu,
+  o: AttentionShape & {
+    state: GPUBuffer;
+    qkv: GPUBuffer;
+    kCache: GPUBuffer;
+    vCache: GPUBuffer;
+    partial: GPUBuffer;
+    out: GPUBuffer;
+    rows: number;
+    label?: string;
+  },
+): Dispatch[] {
+  if (o.headDim > 256 || o.headDim % 4 !== 0) {
+    throw new RangeError(`attention needs headDim <= 256 and a multiple of 4, got ${o.headDim}`);
+  }
+  const splits = attentionSplits(o.capacity);
+  const label = o.label ?? "attention";
+  return [
+    makeDispatch(gpu, {
+      kernel: "attention_split",
+      code: splitCode,
+      params: [
+        o.rows,
+        o.nHeads,
+        o.nKvHeads,
+        o.headDim,
+        o.capacity,
+        f32bits(1 / Math.sqrt(o.headDim)),
+        SPLIT_CHUNK,
+        splits,
+      ],
+      buffers: [
+        [o.state, "read"],
+        [o.qkv, "read"],
+        [o.kCache, "read"],
+        [o.vCache, "read"],
+        [o.partial, "write"],
+      ],
+      workgroups: [o.nHeads, o.rows, splits],
+      label,
+    }),
+    makeDispatch(gpu, {
+      kernel: "attention_combine",
+      code: combineCode,
+      params: [o.rows, o.nHeads, o.headDim, o.capacity, SPLIT_CHUNK, splits],
+      buffers: [[o.state, "read"], [o.partial, "read"], [o.out, "write"]],
+      workgroups: [o.nHeads, o.rows],
+      label: `${label}.combine`,
+    }),
+  ];
 }

@@ -23,14 +23,16 @@ export function gemv(gpu: Gpu, o: {
   residual?: GPUBuffer;
   /** Length of a residual row; default N. A smaller value broadcasts it over N. */
   residualDim?: number;
-  /** Threads sharing one output row (a power of two <= 256); for tuning. */
-  threadsPerRow?: number;
+  /** Tuning: threads per output row (a power of two <= 256), output rows per thread, unroll. */
+  tune?: { threadsPerRow?: number; rowsPerThread?: number; unroll?: number };
   label?: string;
 }): Dispatch {
-  const tpr = o.threadsPerRow ?? THREADS_PER_ROW;
+  const tpr = o.tune?.threadsPerRow ?? THREADS_PER_ROW;
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
-  const [gx, gz] = grid(Math.ceil(n / (256 / tpr)));
+  const ro = o.tune?.rowsPerThread ?? Math.max(1, Math.floor(GEMV_MAX_ROWS / rowsPerGroup / 2));
+  if (ro * rowsPerGroup > GEMV_MAX_ROWS) throw new RangeError("gemv: rowsPerThread * rows > 8");
+  const [gx, gz] = grid(Math.ceil(n / ((256 / tpr) * ro)));
   const unused = o.state; // bound in place of an absent optional input; never read
   return makeDispatch(gpu, {
     kernel: "gemv",
@@ -39,6 +41,8 @@ export function gemv(gpu: Gpu, o: {
       F16: o.w.f16,
       ROWS: rowsPerGroup,
       TPR: tpr,
+      RO: ro,
+      U: o.tune?.unroll ?? 4,
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

@@ -19,7 +19,7 @@ const int = (name: string, min: number, max: number): z.ZodNumber =>
  * What the user writes: every field of {@link ModelConfig}, the ones with defaults optional.
  *
  * - `nKvHeads` defaults to `nHeads` and must divide it (grouped-query attention).
- * - `headDim` defaults to `dModel / nHeads`; it must be even (RoPE rotates pairs).
+ * - `headDim` defaults to `dModel / nHeads`; a multiple of 4 (vector loads), at most 256.
  * - `nFuture` is the number of output heads: head 1 predicts t+1, heads 2..nFuture t+2..t+nFuture.
  * - `dtype` is the storage type of the weight matrices; activations are always f32.
  */
@@ -34,7 +34,7 @@ export interface ModelConfigInput {
   nHeads: number;
   /** Number of key/value heads (default nHeads); must divide nHeads. */
   nKvHeads?: number;
-  /** Width of one attention head (default dModel / nHeads), even, at most 256. */
+  /** Width of one attention head (default dModel / nHeads), a multiple of 4, at most 256. */
   headDim?: number;
   /** Hidden width of the feed-forward block, a multiple of 8. */
   dFF: number;
@@ -76,7 +76,8 @@ export const ModelConfigSchema: z.ZodType<ParsedConfigFields, z.ZodTypeDef, Mode
     nLayers: int("nLayers", 1, 256),
     nHeads: int("nHeads", 1, 256),
     nKvHeads: int("nKvHeads", 1, 256).optional(),
-    headDim: int("headDim", 2, 256).refine((v) => v % 2 === 0, "headDim must be even").optional(),
+    headDim: int("headDim", 4, 256).refine((v) => v % 4 === 0, "headDim must be a multiple of 4")
+      .optional(),
     dFF: int("dFF", 8, 1 << 18).refine((v) => v % 8 === 0, "dFF must be a multiple of 8"),
     maxSeqLen: int("maxSeqLen", 2, 1 << 20),
     ropeTheta: z.number().positive("ropeTheta must be > 0").default(10000),
@@ -114,7 +115,7 @@ export interface ModelConfig {
   nHeads: number;
   /** Number of key/value heads; divides `nHeads`. */
   nKvHeads: number;
-  /** Width of one attention head (even). */
+  /** Width of one attention head (a multiple of 4, at most 256). */
   headDim: number;
   /** Hidden width of the SwiGLU feed-forward block (multiple of 8). */
   dFF: number;
@@ -167,10 +168,10 @@ export function parseConfig(input: unknown): ModelConfig {
   }
   let headDim = c.headDim;
   if (headDim === undefined) {
-    if (c.dModel % c.nHeads !== 0 || (c.dModel / c.nHeads) % 2 !== 0) {
+    if (c.dModel % c.nHeads !== 0 || (c.dModel / c.nHeads) % 4 !== 0) {
       throw new ConfigError(
-        `Invalid model config: dModel (${c.dModel}) / nHeads (${c.nHeads}) must be an even ` +
-          `integer, or set headDim`,
+        `Invalid model config: dModel (${c.dModel}) / nHeads (${c.nHeads}) must be a multiple ` +
+          `of 4, or set headDim`,
       );
     }
     headDim = c.dModel / c.nHeads;

@@ -48,7 +48,7 @@ export async function forward(model: Model, tokens: readonly number[]): Promise<
         capacity: n,
       };
       const w = model.weights;
-      const s = allocScratch(gpu, c, n);
+      const s = allocScratch(gpu, c, n, n);
       const ids = gpu.storage("ids", Uint32Array.from(tokens));
       const program = trunk(ctx, w, { ids, kv: allocKv(gpu, c, n, c.nLayers), s });
       const outputs: GPUBuffer[] = [gpu.storage("logits head 1", n * c.vocabSize * 4)];

@@ -13,7 +13,7 @@ import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { ropeKv } from "../kernels/rope_kv.ts";
-import { attention } from "../kernels/attention.ts";
+import { attention, attentionSplit, attentionSplits } from "../kernels/attention.ts";
 import { add, swiglu } from "../kernels/elementwise.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LayerWeights, Weights } from "./weights.ts";
@@ -68,10 +68,12 @@ export interface Scratch {
   gu: GPUBuffer;
   /** [rows, dModel] projection before its residual add (tiled path only) */
   tmp: GPUBuffer;
+  /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (blocks of <= 8 rows) */
+  partial: GPUBuffer;
 }
 
-/** Allocates the activations of a block of `rows` rows. */
-export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number): Scratch {
+/** Allocates the activations of a block of `rows` rows attending over `capacity` positions. */
+export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number, capacity: number): Scratch {
   const f = (name: string, n: number) => gpu.storage(`${name}[${rows}]`, rows * n * 4);
   const tiled = rows > GEMV_MAX_ROWS;
   return {
@@ -84,6 +86,7 @@ export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number): Scratch {
     ff: f("ff", c.dFF),
     gu: f("gu", tiled ? 2 * c.dFF : 1),
     tmp: f("tmp", tiled ? c.dModel : 1),
+    partial: f("partial", tiled ? 1 : c.nHeads * attentionSplits(capacity) * (2 + c.headDim)),
   };
 }
 
@@ -200,16 +203,28 @@ export function layer(
       label: `${label}.rope_kv`,
     }),
     // attn = softmax(q K^T / sqrt(hd)) V, causal, grouped-query
-    attention(gpu, {
-      state,
-      rows,
-      ...shape,
-      out: s.attn,
-      qkv: s.qkv,
-      kCache: kv.k,
-      vCache: kv.v,
-      label: `${label}.attention`,
-    }),
+    ...(rows <= GEMV_MAX_ROWS
+      ? attentionSplit(gpu, {
+        state,
+        rows,
+        ...shape,
+        out: s.attn,
+        qkv: s.qkv,
+        kCache: kv.k,
+        vCache: kv.v,
+        partial: s.partial,
+        label: `${label}.attention`,
+      })
+      : [attention(gpu, {
+        state,
+        rows,
+        ...shape,
+        out: s.attn,
+        qkv: s.qkv,
+        kCache: kv.k,
+        vCache: kv.v,
+        label: `${label}.attention`,
+      })]),
     // mid = x + attn Wo^T
     ...linear(ctx, s, {
       y: s.mid,

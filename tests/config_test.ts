@@ -7,7 +7,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ["dModel not a multiple of 8", { dModel: 20 }, /dModel must be a multiple of 8/],
   ["nLayers zero", { nLayers: 0 }, /nLayers must be in \[1, 256\]/],
   ["nKvHeads not dividing nHeads", { nKvHeads: 2 }, /nKvHeads \(2\) must divide nHeads \(3\)/],
-  ["odd headDim", { headDim: 7 }, /headDim must be even/],
+  ["headDim not a multiple of 4", { headDim: 6 }, /headDim must be a multiple of 4/],
   ["headDim over 256", { dModel: 1040, nHeads: 2, headDim: undefined }, /headDim \(520\)/],
   ["nFuture over 16", { nFuture: 17 }, /nFuture must be in \[1, 16\]/],
   ["unknown headKind", { headKind: "tree" }, /headKind must be "transformer" or "medusa"/],

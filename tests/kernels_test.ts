@@ -5,7 +5,7 @@ import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { ropeKv, ropeTable } from "../kernels/rope_kv.ts";
-import { attention } from "../kernels/attention.ts";
+import { attention, attentionSplit, attentionSplits } from "../kernels/attention.ts";
 import { add, selectRow, swiglu } from "../kernels/elementwise.ts";
 import { argmax } from "../kernels/decode_ops.ts";
 import {
@@ -337,3 +337,45 @@ Deno.test("every kernel returns at once when state.done is set", async () => {
   ], "t");
   assert.ok((await readF32(gpu, out, 8)).every(Number.isNaN));
 });
+
+for (const [rows, pos0, capacity] of [[1, 0, 140], [1, 130, 140], [4, 61, 300], [8, 199, 208]]) {
+  Deno.test(`attentionSplit() matches the CPU reference: ${rows} queries at position ${pos0}, ${capacity} slots`, async () => {
+    const gpu = await testGpu();
+    const nHeads = 6, nKvHeads = 2, headDim = 72;
+    const stride = (nHeads + 2 * nKvHeads) * headDim;
+    const qkv = randomArray(rows * stride, 30 + pos0);
+    const len = pos0 + rows;
+    const kc = randomArray(capacity * nKvHeads * headDim, 31, 2);
+    const vc = randomArray(capacity * nKvHeads * headDim, 32);
+    const out = poisoned(gpu, rows * nHeads * headDim);
+    const partial = poisoned(gpu, rows * nHeads * attentionSplits(capacity) * (2 + headDim));
+    run(
+      gpu,
+      attentionSplit(gpu, {
+        state: stateBuffer(gpu, { [S.POS]: pos0 }),
+        qkv: gpu.storage("qkv", qkv),
+        kCache: gpu.storage("k", kc),
+        vCache: gpu.storage("v", vc),
+        partial,
+        out,
+        rows,
+        nHeads,
+        nKvHeads,
+        headDim,
+        capacity,
+      }),
+      "t",
+    );
+    const q: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      q.push(...qkv.subarray(r * stride, r * stride + nHeads * headDim));
+    }
+    const ref = attentionRef(q, kc.subarray(0, len * nKvHeads * headDim), vc, {
+      nHeads,
+      nKvHeads,
+      headDim,
+      pos0,
+    });
+    assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, "attentionSplit");
+  });
+}

@@ -1,0 +1,74 @@
+// Decode attention, phase 1 of 2 (flash-decoding): causal grouped-query attention of a few query
+// rows split over chunks of positions, so that short blocks still fill the GPU. Workgroup
+// (head, row, chunk) covers positions [chunk * C, min((chunk + 1) * C, pos + row + 1)) and writes
+// its running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
+struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32, scale: u32, chunk: u32, splits: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;       // [rows, (nHeads + 2 nKvHeads) headDim]; q first
+@group(0) @binding(3) var<storage, read> kCache: array<vec4f>;  // [capacity, nKvHeads, headDim]
+@group(0) @binding(4) var<storage, read> vCache: array<f32>;    // [capacity, nKvHeads, headDim]
+@group(0) @binding(5) var<storage, read_write> part: array<f32>; // [rows, nHeads, splits, 2 + headDim]: m, l, acc
+const T: u32 = 64u;
+var<workgroup> q: array<vec4f, 64>;
+var<workgroup> scores: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  if (state[S_DONE] != 0u) { return; }
+  let h = wid.x;
+  let r = wid.y;
+  let s = wid.z;
+  let hd = P.headDim;
+  let hd4 = hd / 4u;
+  let len = min(state[S_POS] + r + 1u, P.capacity);
+  let start = s * P.chunk;
+  if (start >= len) { return; }
+  let end = min(start + P.chunk, len);
+  let kvh = h / (P.nHeads / P.nKvHeads);
+  let qRow = r * (P.nHeads + 2u * P.nKvHeads) * hd + h * hd;
+  if (li < hd4) {
+    q[li] = vec4f(qkv[qRow + 4u * li], qkv[qRow + 4u * li + 1u], qkv[qRow + 4u * li + 2u],
+                  qkv[qRow + 4u * li + 3u]);
+  }
+  workgroupBarrier();
+  let scale = bitcast<f32>(P.scale);
+  var m = -3.0e38;
+  var l = 0.0;
+  var acc = vec4f(0.0);  // dims li, li + 64, li + 128, li + 192
+  for (var t0 = start; t0 < end; t0 += T) {
+    let t = t0 + li;
+    var sc = -3.0e38;
+    if (t < end) {
+      let kb = (t * P.nKvHeads + kvh) * hd4;
+      var dotv = 0.0;
+      for (var d = 0u; d < hd4; d++) { dotv += dot(q[d], kCache[kb + d]); }
+      sc = dotv * scale;
+    }
+    scores[li] = sc;
+    workgroupBarrier();
+    let n = min(T, end - t0);
+    var mt = m;
+    for (var j = 0u; j < n; j++) { mt = max(mt, scores[j]); }
+    let corr = exp(m - mt);
+    l *= corr;
+    acc *= corr;
+    for (var j = 0u; j < n; j++) {
+      let p = exp(scores[j] - mt);
+      l += p;
+      let vb = ((t0 + j) * P.nKvHeads + kvh) * hd;
+      for (var c = 0u; c < 4u; c++) {
+        let d = li + c * T;
+        if (d < hd) { acc[c] += p * vCache[vb + d]; }
+      }
+    }
+    m = mt;
+    workgroupBarrier();
+  }
+  let base = ((r * P.nHeads + h) * P.splits + s) * (2u + hd);
+  if (li == 0u) { part[base] = m; part[base + 1u] = l; }
+  for (var c = 0u; c < 4u; c++) {
+    let d = li + c * T;
+    if (d < hd) { part[base + 2u + d] = acc[c]; }
+  }
+}

@@ -188,14 +188,16 @@ async function profileStep(model: Model, k: number): Promise<[string, number, nu
     const program = session.step;
     const gpu = model.gpu;
     const times: number[] = [];
+    const reps = 20;
     for (const d of program) {
-      times.push(
-        await timePasses(gpu, 5, (pass) => {
+      const ns = await timePasses(gpu, 3, (pass) => {
+        for (let r = 0; r < reps; r++) {
           pass.setPipeline(d.pipeline);
           pass.setBindGroup(0, d.bindGroup);
           pass.dispatchWorkgroups(...d.workgroups);
-        }),
-      );
+        }
+      });
+      times.push(ns / reps);
     }
     const byKind = new Map<string, [number, number]>();
     program.forEach((d, i) => {
@@ -316,7 +318,7 @@ console.log("\n" + table.join("\n"));
 for (const [k, p] of Object.entries(profiles)) {
   const total = p.reduce((s, [, t]) => s + t, 0);
   console.log(
-    `\nprofile, ${k} (one pass per launch, so launch gaps are not included): ${
+    `\nprofile, ${k} (each launch repeated 20 times in one pass: launch gaps included): ${
       total.toFixed(1)
     } us`,
   );

@@ -144,44 +144,25 @@ for (const [rows, cols, gated] of shapes) {
   const y = gpu.storage("y", 8 * rows * 4);
   for (const k of [1, 4]) {
     const results: [string, number][] = [];
-    for (const tpr of [16, 32, 64]) {
-      for (const ro of k === 1 ? [1, 2, 4, 8] : [1, 2]) {
-        for (const unroll of [1, 2, 4, 8]) {
-          const d = gemv(gpu, {
-            state,
-            x,
-            w,
-            y,
-            rows: k,
-            gated,
-            tune: { threadsPerRow: tpr, rowsPerThread: ro, unroll },
-          });
-          const reps = 20;
-          const t = await gpuNs(gpu, (enc, qs) => {
-            const pass = enc.beginComputePass({
-              timestampWrites: {
-                querySet: qs,
-                beginningOfPassWriteIndex: 0,
-                endOfPassWriteIndex: 1,
-              },
-            });
-            for (let i = 0; i < reps; i++) {
-              pass.setPipeline(d.pipeline);
-              pass.setBindGroup(0, d.bindGroup);
-              pass.dispatchWorkgroups(...d.workgroups);
-            }
-            pass.end();
-          });
-          results.push([`tpr${tpr}/ro${ro}/u${unroll}`, rows * cols * 2 / (t.ns / reps)]);
+    for (const tpr of [8, 16, 32, 64, 128]) {
+      const d = gemv(gpu, { state, x, w, y, rows: k, gated, tune: { threadsPerRow: tpr } });
+      const reps = 20;
+      const t = await gpuNs(gpu, (enc, qs) => {
+        const pass = enc.beginComputePass({
+          timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+        });
+        for (let i = 0; i < reps; i++) {
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.bindGroup);
+          pass.dispatchWorkgroups(...d.workgroups);
         }
-      }
+        pass.end();
+      });
+      results.push([`tpr${tpr}`, rows * cols * 2 / (t.ns / reps)]);
     }
-    results.sort((p, q) => q[1] - p[1]);
-    const pick = (name: string) => results.find(([n]) => n === name)?.[1].toFixed(0);
     console.log(
-      `gemv ${rows}x${cols}${gated ? " gated" : ""} k=${k} GB/s best: ` +
-        results.slice(0, 5).map(([n, v]) => `${n} ${v.toFixed(0)}`).join(", ") +
-        `; tpr32/ro1/u1 ${pick("tpr32/ro1/u1")}, tpr32/ro4/u4 ${pick("tpr32/ro4/u4")}`,
+      `gemv ${rows}x${cols}${gated ? " gated" : ""} k=${k} GB/s: ` +
+        results.map(([n, v]) => `${n} ${v.toFixed(0)}`).join(", "),
     );
   }
   gpu.free(w.buffer);

@@ -66,7 +66,7 @@ export interface GenerationStats {
   hostSyncs: number;
   /** Seconds from the call to the prompt being processed. */
   prefillSeconds: number;
-  /** Seconds from the prompt being processed to the last token read back. */
+  /** Seconds from the prompt being processed to the last token being read back. */
   decodeSeconds: number;
   /** GPU time of the decode steps from timestamps (gaps between batches included), if recorded. */
   gpuDecodeSeconds: number | null;
@@ -84,8 +84,16 @@ export interface Completion {
   stats: GenerationStats;
 }
 
-/** Batches mapped but not yet read; a map resolves ~10 ms after it is called, so keep several. */
-const MAP_LAG = 3;
+/**
+ * Batches mapped but not yet read. A map resolves ~10 ms after it is called, so the host reads
+ * one batch behind while the GPU runs the next; batches are sized to take about
+ * BATCH_TARGET_MS of GPU time, so that the GPU never waits for the host and the host learns of
+ * the end (the done flag) at most about one batch late.
+ */
+export const MAP_LAG = 2;
+const BATCH_TARGET_MS = 15;
+/** Fewest decode steps per submitted batch: at most one host sync per this many steps. */
+export const MIN_BATCH_STEPS = 4;
 const MAX_BATCH_STEPS = 64;
 
 function validate(model: Model, prompt: readonly number[], o: GenerateOptions): void {
@@ -193,14 +201,13 @@ export async function* generate(
     const t1 = performance.now();
 
     let stepsLeft = limit - p; // every step emits at least one token
-    let batchSteps = 1;
+    let batchSteps = MIN_BATCH_STEPS;
     let batchIndex = 0;
     let finished = false;
     const encodeBatch = () => {
       if (stepsLeft <= 0 || finished) return null;
       const steps = Math.min(batchSteps, stepsLeft);
       stepsLeft -= steps;
-      batchSteps = Math.min(batchSteps * 2, MAX_BATCH_STEPS);
       const slot = ring[batchIndex++ % ring.length];
       return { slot, steps, cb: session.encodeSteps(steps, slot) };
     };
@@ -211,6 +218,7 @@ export async function* generate(
     let last: Snapshot | null = null;
     let gpuBegin: bigint | null = null;
     let gpuEnd: bigint | null = null;
+    let t2 = 0;
     while (inflight || mapping.length > 0) {
       if (inflight) {
         // Returns once the GPU is idle, i.e. once `inflight` ran: only then submit the next batch.
@@ -234,6 +242,12 @@ export async function* generate(
         const snap = session.snapshot(m.slot);
         if (finished) continue;
         last = snap;
+        // Size later batches from the step time seen so far.
+        const msPerStep = (performance.now() - t1) / Math.max(1, snap.state[S.STEPS]);
+        batchSteps = Math.max(
+          MIN_BATCH_STEPS,
+          Math.min(MAX_BATCH_STEPS, Math.round(BATCH_TARGET_MS / msPerStep)),
+        );
         gpuBegin ??= snap.gpuBegin;
         gpuEnd = snap.gpuEnd;
         const len = snap.state[S.LEN];
@@ -242,7 +256,10 @@ export async function* generate(
           emitted += chunk.length;
           yield chunk;
         }
-        if (snap.state[S.DONE] !== 0) finished = true;
+        if (snap.state[S.DONE] !== 0 || len >= limit) {
+          finished = true;
+          t2 = performance.now(); // the last token is in the caller's hands
+        }
         if (options.signal?.aborted) {
           finished = true;
           ready = null;
@@ -252,7 +269,7 @@ export async function* generate(
     if (options.signal?.aborted) {
       throw new AbortedError(`generation aborted after ${emitted} tokens`);
     }
-    const t2 = performance.now();
+    if (t2 === 0) t2 = performance.now();
     const st = last!.state;
     const steps = st[S.STEPS];
     const headAcceptance = [1];

@@ -43,7 +43,7 @@ export function attention(
 }
 
 /** Positions per chunk of split decode attention (one tile of the split kernel). */
-const SPLIT_CHUNK = 64;
+const SPLIT_CHUNK = 16;
 
 /** Chunks a decode attention over `capacity` positions is split into. */
 export function attentionSplits(capacity: number): number {

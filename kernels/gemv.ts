@@ -4,7 +4,19 @@ import code from "./gemv.wgsl" with { type: "text" };
 
 /** Most rows one workgroup carries; more rows walk several row groups (each re-reads W). */
 export const GEMV_MAX_ROWS = 8;
-const THREADS_PER_ROW = 32;
+
+/**
+ * Threads per output row for an N x K matrix, from a sweep on an H200 (bench/overhead.ts): about
+ * 32 K-steps per thread, but at least 256 workgroups. It depends on the shape only, never on the
+ * number of rows, so a row's summation order (and bits) are the same for every block size.
+ */
+export function threadsPerRow(n: number, k: number, f16: boolean): number {
+  const perRow = f16 ? k / 8 : k / 4;
+  let tpr = 8;
+  while (tpr < 32 && perRow / tpr > 32) tpr *= 2;
+  while (tpr < 64 && (n * tpr) / 256 < 256) tpr *= 2;
+  return tpr;
+}
 
 /**
  * y[r, n] = act(W[n] . x[r] + bias[n]) + residual[r, n % residualDim] for r < rows, n < N,
@@ -23,16 +35,14 @@ export function gemv(gpu: Gpu, o: {
   residual?: GPUBuffer;
   /** Length of a residual row; default N. A smaller value broadcasts it over N. */
   residualDim?: number;
-  /** Tuning: threads per output row (a power of two <= 256), output rows per thread, unroll. */
-  tune?: { threadsPerRow?: number; rowsPerThread?: number; unroll?: number };
+  /** Tuning: threads per output row (a power of two <= 256). */
+  tune?: { threadsPerRow?: number };
   label?: string;
 }): Dispatch {
-  const tpr = o.tune?.threadsPerRow ?? THREADS_PER_ROW;
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
+  const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, o.w.cols, o.w.f16);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
-  const ro = o.tune?.rowsPerThread ?? Math.max(1, Math.floor(GEMV_MAX_ROWS / rowsPerGroup / 2));
-  if (ro * rowsPerGroup > GEMV_MAX_ROWS) throw new RangeError("gemv: rowsPerThread * rows > 8");
-  const [gx, gz] = grid(Math.ceil(n / ((256 / tpr) * ro)));
+  const [gx, gz] = grid(Math.ceil(n / (256 / tpr)));
   const unused = o.state; // bound in place of an absent optional input; never read
   return makeDispatch(gpu, {
     kernel: "gemv",
@@ -41,8 +51,6 @@ export function gemv(gpu: Gpu, o: {
       F16: o.w.f16,
       ROWS: rowsPerGroup,
       TPR: tpr,
-      RO: ro,
-      U: o.tune?.unroll ?? 4,
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

@@ -1,10 +1,12 @@
 // Matrix-vector product for a few rows (decode and verify): for r < rows, n < N
 //   y[r, n] = act(W[n, :] . x[r, :] + b[n]) + res[r, n % resDim]        (each part optional)
 //   GATED:  y[r, n] = silu(W[n, :] . x[r, :]) * (W[N + n, :] . x[r, :])  (SwiGLU, W = [gate; up])
-// Memory bound, so: 16-byte weight loads, U of them in flight per thread and output row, RO
-// output rows per thread so that one load of x serves RO rows of W. TPR threads share an output
-// row and reduce through workgroup memory in a fixed order: a thread's slice of K depends only on
-// TPR, so a row's result has the same bits whatever ROWS, RO and U are (speculative == greedy).
+// Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
+// each weight read once for up to 8 query rows. Accumulators live in two vec4 (rows 0-3, 4-7)
+// updated by straight-line code that the ROWS override switches on, so nothing spills to local
+// memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
+// a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS is
+// (speculative == greedy).
 struct Params { n: u32, k: u32, rows: u32, resDim: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
@@ -14,100 +16,128 @@ struct Params { n: u32, k: u32, rows: u32, resDim: u32 }
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [rows, N]
 override F16: bool = false;
-override ROWS: u32 = 1u;   // query rows per workgroup; the dispatch's y dimension walks row groups
-override RO: u32 = 1u;     // output rows per thread; RO * ROWS <= 8
+override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
 override TPR: u32 = 32u;   // threads per output row
-override U: u32 = 4u;      // K steps unrolled per loop iteration
 override GATED: bool = false;
 override BIAS: bool = false;
 override SILU: bool = false;
 override RESIDUAL: bool = false;
 const WG: u32 = 256u;
-var<workgroup> partial: array<f32, 4096>;  // [2 (gated)][RO * ROWS <= 8][WG]
+var<workgroup> partial: array<f32, 4096>;  // [2 (gated)][8 rows][WG]
 
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
-// W[row, 8i .. 8i+8) (f16) or W[row, 4i .. 4i+4) (f32) as two vec4 (the second is zero for f32).
-fn weights(row: u32, i: u32, perRow: u32) -> array<vec4f, 2> {
-  let v = w[row * perRow + i];
+// W[row] . x[r] over the 8 (f16) or 4 (f32) weights of vector i, for query rows r0 .. r0+7.
+struct Dots { lo: vec4f, hi: vec4f }
+
+fn dots(v: vec4<u32>, xBase: u32, i: u32, k4: u32) -> Dots {
+  var o = Dots(vec4f(0.0), vec4f(0.0));
   if (F16) {
-    return array<vec4f, 2>(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)),
-                           vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
+    let wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y));
+    let wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w));
+    let j = xBase + 2u * i;
+    o.lo.x = dot(wa, x[j]) + dot(wb, x[j + 1u]);
+    if (ROWS > 1u) { o.lo.y = dot(wa, x[j + k4]) + dot(wb, x[j + k4 + 1u]); }
+    if (ROWS > 2u) { o.lo.z = dot(wa, x[j + 2u * k4]) + dot(wb, x[j + 2u * k4 + 1u]); }
+    if (ROWS > 3u) { o.lo.w = dot(wa, x[j + 3u * k4]) + dot(wb, x[j + 3u * k4 + 1u]); }
+    if (ROWS > 4u) { o.hi.x = dot(wa, x[j + 4u * k4]) + dot(wb, x[j + 4u * k4 + 1u]); }
+    if (ROWS > 5u) { o.hi.y = dot(wa, x[j + 5u * k4]) + dot(wb, x[j + 5u * k4 + 1u]); }
+    if (ROWS > 6u) { o.hi.z = dot(wa, x[j + 6u * k4]) + dot(wb, x[j + 6u * k4 + 1u]); }
+    if (ROWS > 7u) { o.hi.w = dot(wa, x[j + 7u * k4]) + dot(wb, x[j + 7u * k4 + 1u]); }
+  } else {
+    let wv = bitcast<vec4f>(v);
+    let j = xBase + i;
+    o.lo.x = dot(wv, x[j]);
+    if (ROWS > 1u) { o.lo.y = dot(wv, x[j + k4]); }
+    if (ROWS > 2u) { o.lo.z = dot(wv, x[j + 2u * k4]); }
+    if (ROWS > 3u) { o.lo.w = dot(wv, x[j + 3u * k4]); }
+    if (ROWS > 4u) { o.hi.x = dot(wv, x[j + 4u * k4]); }
+    if (ROWS > 5u) { o.hi.y = dot(wv, x[j + 5u * k4]); }
+    if (ROWS > 6u) { o.hi.z = dot(wv, x[j + 6u * k4]); }
+    if (ROWS > 7u) { o.hi.w = dot(wv, x[j + 7u * k4]); }
   }
-  return array<vec4f, 2>(bitcast<vec4f>(v), vec4f(0.0));
+  return o;
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32) {
   if (state[S_DONE] != 0u) { return; }
-  let groups = WG / TPR;
-  let group = li / TPR;
+  let outs = WG / TPR;
+  let o = li / TPR;
   let lane = li % TPR;
   let wg = wid.x + wid.z * nwg.x;
-  let n0 = (wg * groups + group) * RO;  // this thread's first output row
+  let n = wg * outs + o;
   let r0 = wid.y * ROWS;
-  var perRow = P.k / 4u;  // vec4<u32> per weight row
+  let k4 = P.k / 4u;
+  var perRow = k4;  // vec4<u32> per weight row
   if (F16) { perRow = P.k / 8u; }
-  var acc: array<f32, 8>;    // [RO][ROWS]
-  var accUp: array<f32, 8>;
-  for (var i0 = lane; i0 < perRow; i0 += TPR * U) {
-    for (var u = 0u; u < U; u++) {
-      let i = i0 + u * TPR;
-      if (i < perRow) {
-        for (var ro = 0u; ro < RO; ro++) {
-          let n = n0 + ro;
-          if (n < P.n) {
-            let wv = weights(n, i, perRow);
-            var uv = array<vec4f, 2>(vec4f(0.0), vec4f(0.0));
-            if (GATED) { uv = weights(P.n + n, i, perRow); }
-            for (var r = 0u; r < ROWS; r++) {
-              if (r0 + r < P.rows) {
-                var d: f32;
-                var du = 0.0;
-                if (F16) {
-                  let xa = x[(r0 + r) * (P.k / 4u) + 2u * i];
-                  let xb = x[(r0 + r) * (P.k / 4u) + 2u * i + 1u];
-                  d = dot(wv[0], xa) + dot(wv[1], xb);
-                  if (GATED) { du = dot(uv[0], xa) + dot(uv[1], xb); }
-                } else {
-                  let xv = x[(r0 + r) * (P.k / 4u) + i];
-                  d = dot(wv[0], xv);
-                  if (GATED) { du = dot(uv[0], xv); }
-                }
-                acc[ro * ROWS + r] += d;
-                if (GATED) { accUp[ro * ROWS + r] += du; }
-              }
-            }
-          }
-        }
+  // Rows past P.rows in the last row group read clamped, unused x; only their outputs are skipped.
+  let xBase = r0 * k4;
+  var lo = vec4f(0.0);
+  var hi = vec4f(0.0);
+  var upLo = vec4f(0.0);
+  var upHi = vec4f(0.0);
+  if (n < P.n) {
+    let base = n * perRow;
+    let baseUp = (P.n + n) * perRow;
+    var i = lane;
+    for (; i + TPR < perRow; i += 2u * TPR) {
+      let w0 = w[base + i];
+      let w1 = w[base + i + TPR];
+      var u0 = vec4<u32>(0u);
+      var u1 = vec4<u32>(0u);
+      if (GATED) { u0 = w[baseUp + i]; u1 = w[baseUp + i + TPR]; }
+      let d0 = dots(w0, xBase, i, k4);
+      lo += d0.lo;
+      hi += d0.hi;
+      let d1 = dots(w1, xBase, i + TPR, k4);
+      lo += d1.lo;
+      hi += d1.hi;
+      if (GATED) {
+        let e0 = dots(u0, xBase, i, k4);
+        upLo += e0.lo;
+        upHi += e0.hi;
+        let e1 = dots(u1, xBase, i + TPR, k4);
+        upLo += e1.lo;
+        upHi += e1.hi;
+      }
+    }
+    if (i < perRow) {
+      let d0 = dots(w[base + i], xBase, i, k4);
+      lo += d0.lo;
+      hi += d0.hi;
+      if (GATED) {
+        let e0 = dots(w[baseUp + i], xBase, i, k4);
+        upLo += e0.lo;
+        upHi += e0.hi;
       }
     }
   }
-  for (var j = 0u; j < RO * ROWS; j++) {
-    partial[j * WG + li] = acc[j];
-    if (GATED) { partial[(8u + j) * WG + li] = accUp[j]; }
+  for (var r = 0u; r < ROWS; r++) {
+    var a: f32;
+    var u: f32;
+    if (r < 4u) { a = lo[r]; u = upLo[r]; } else { a = hi[r - 4u]; u = upHi[r - 4u]; }
+    partial[r * WG + li] = a;
+    if (GATED) { partial[(8u + r) * WG + li] = u; }
   }
   workgroupBarrier();
-  // Thread t < groups * RO * ROWS finishes output (group g, row ro, query row r).
-  if (li < groups * RO * ROWS) {
-    let g = li / (RO * ROWS);
-    let j = li % (RO * ROWS);
-    let ro = j / ROWS;
-    let r = j % ROWS;
-    let n = (wg * groups + g) * RO + ro;
-    if (n < P.n && r0 + r < P.rows) {
+  if (li < outs * ROWS) {
+    let oo = li / ROWS;
+    let r = li % ROWS;
+    let nn = wg * outs + oo;
+    if (nn < P.n && r0 + r < P.rows) {
       var s = 0.0;
       var su = 0.0;
       for (var t = 0u; t < TPR; t++) {
-        s += partial[j * WG + g * TPR + t];
-        if (GATED) { su += partial[(8u + j) * WG + g * TPR + t]; }
+        s += partial[r * WG + oo * TPR + t];
+        if (GATED) { su += partial[(8u + r) * WG + oo * TPR + t]; }
       }
       var v = s;
-      if (BIAS) { v += b[n]; }
+      if (BIAS) { v += b[nn]; }
       if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + n % P.resDim]; }
-      y[(r0 + r) * P.n + n] = v;
+      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + nn % P.resDim]; }
+      y[(r0 + r) * P.n + nn] = v;
     }
   }
 }

@@ -97,7 +97,17 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
     args.quick ? 64 << 20 : 512 << 20,
   );
   const usage = GPUBufferUsage.STORAGE;
-  const a = gpu.buffer("copy src", bytes, usage), b = gpu.buffer("copy dst", bytes, usage);
+  const a = gpu.buffer("copy src", bytes, usage | GPUBufferUsage.COPY_DST);
+  const b = gpu.buffer("copy dst", bytes, usage);
+  // Random contents: zero-filled buffers can move faster than real data (memory compression).
+  const chunk = new Uint32Array(Math.min(bytes, 16 << 20) / 4);
+  let seed = 12345;
+  for (let i = 0; i < chunk.length; i++) {
+    chunk[i] = seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  }
+  for (let off = 0; off < bytes; off += chunk.byteLength) {
+    gpu.write(a, chunk.subarray(0, Math.min(chunk.length, (bytes - off) / 4)), off);
+  }
   const module = dev.createShaderModule({
     code: `@group(0) @binding(0) var<storage, read> a: array<vec4f>;
 @group(0) @binding(1) var<storage, read_write> b: array<vec4f>;

@@ -139,7 +139,10 @@ const shapes = [
   ],
 ] as const;
 for (const [rows, cols, gated] of shapes) {
-  const w = { buffer: gpu.storage("w", rows * cols * 2), rows, cols, f16: true };
+  // Random weights: all-zero buffers can read faster than real data (memory compression).
+  const values = new Uint16Array(rows * cols);
+  for (let i = 0; i < values.length; i++) values[i] = 0x2000 + ((i * 2654435761) >>> 20) % 0x3000;
+  const w = { buffer: gpu.storage("w", values), rows, cols, f16: true };
   const x = gpu.storage("x", 8 * cols * 4);
   const y = gpu.storage("y", 8 * rows * 4);
   for (const k of [1, 4]) {

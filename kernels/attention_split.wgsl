@@ -53,7 +53,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     let corr = exp(m - mt);
     l *= corr;
     acc *= corr;
-    for (var j = 0u; j < n; j++) {
+    // Positions in fours: the four V loads of a dim are independent, so they overlap.
+    var j = 0u;
+    for (; j + 4u <= n; j += 4u) {
+      let p = vec4f(exp(scores[j] - mt), exp(scores[j + 1u] - mt), exp(scores[j + 2u] - mt),
+                    exp(scores[j + 3u] - mt));
+      l += p.x + p.y + p.z + p.w;
+      let vb = (t0 + j) * P.nKvHeads * hd + kvh * hd;
+      let step = P.nKvHeads * hd;
+      for (var c = 0u; c < 4u; c++) {
+        let d = li + c * T;
+        if (d < hd) {
+          let v = vec4f(vCache[vb + d], vCache[vb + step + d], vCache[vb + 2u * step + d],
+                        vCache[vb + 3u * step + d]);
+          acc[c] += dot(p, v);
+        }
+      }
+    }
+    for (; j < n; j++) {
       let p = exp(scores[j] - mt);
       l += p;
       let vb = ((t0 + j) * P.nKvHeads + kvh) * hd;

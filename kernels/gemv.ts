@@ -1,5 +1,5 @@
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, grid, makeDispatch, type Matrix } from "./dispatch.ts";
+import { type Dispatch, f32bits, grid, makeDispatch, type Matrix } from "./dispatch.ts";
 import code from "./gemv.wgsl" with { type: "text" };
 
 /** Most rows one workgroup carries; more rows walk several row groups (each re-reads W). */
@@ -19,7 +19,8 @@ export function threadsPerRow(n: number, k: number, f16: boolean): number {
 }
 
 /**
- * y[r, n] = act(W[n] . x[r] + bias[n]) + residual[r, n % residualDim] for r < rows, n < N,
+ * y[r, n] = act(W[n] . x'[r] + bias[n]) + residual[r, n % residualDim] for r < rows, n < N,
+ * where x' is x or, with `norm`, RMSNorm(x) * weight;
  * or with `gated` (W = [gate; up], 2N rows) y[r, n] = silu(gate[n] . x[r]) * (up[n] . x[r]).
  * The decode-time product: weights are read once for up to 8 rows.
  */
@@ -35,6 +36,8 @@ export function gemv(gpu: Gpu, o: {
   residual?: GPUBuffer;
   /** Length of a residual row; default N. A smaller value broadcasts it over N. */
   residualDim?: number;
+  /** Fused RMSNorm of x first: x' = x / rms(x) * weight. */
+  norm?: { weight: GPUBuffer; eps: number };
   /** Tuning: threads per output row (a power of two <= 256). */
   tune?: { threadsPerRow?: number };
   label?: string;
@@ -55,8 +58,9 @@ export function gemv(gpu: Gpu, o: {
       BIAS: !!o.bias,
       SILU: !!o.silu,
       RESIDUAL: !!o.residual,
+      NORM: !!o.norm,
     },
-    params: [n, o.w.cols, o.rows, o.residualDim ?? n],
+    params: [n, o.w.cols, o.rows, o.residualDim ?? n, f32bits(o.norm?.eps ?? 0)],
     buffers: [
       [o.state, "read"],
       [o.x, "read"],
@@ -64,6 +68,7 @@ export function gemv(gpu: Gpu, o: {
       [o.bias ?? unused, "read"],
       [o.residual ?? unused, "read"],
       [o.y, "write"],
+      [o.norm?.weight ?? unused, "read"],
     ],
     workgroups: [gx, Math.ceil(o.rows / rowsPerGroup), gz],
     label: o.label ?? "gemv",

@@ -1,5 +1,6 @@
 // Matrix-vector product for a few rows (decode and verify): for r < rows, n < N
-//   y[r, n] = act(W[n, :] . x[r, :] + b[n]) + res[r, n % resDim]        (each part optional)
+//   y[r, n] = act(W[n, :] . x'[r, :] + b[n]) + res[r, n % resDim]        (each part optional)
+//   where x' = x, or with NORM x' = RMSNorm(x) * g computed on the fly (the norm is fused here)
 //   GATED:  y[r, n] = silu(W[n, :] . x[r, :]) * (W[N + n, :] . x[r, :])  (SwiGLU, W = [gate; up])
 // Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
 // each weight read once for up to 8 query rows. Accumulators live in two vec4 (rows 0-3, 4-7)
@@ -7,7 +8,7 @@
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
 // a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS is
 // (speculative == greedy).
-struct Params { n: u32, k: u32, rows: u32, resDim: u32 }
+struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // [rows, K]
@@ -15,6 +16,7 @@ struct Params { n: u32, k: u32, rows: u32, resDim: u32 }
 @group(0) @binding(4) var<storage, read> b: array<f32>;        // [N] (BIAS)
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [rows, N]
+@group(0) @binding(7) var<storage, read> g: array<vec4f>;      // [K] (NORM)
 override F16: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
 override TPR: u32 = 32u;   // threads per output row
@@ -22,7 +24,9 @@ override GATED: bool = false;
 override BIAS: bool = false;
 override SILU: bool = false;
 override RESIDUAL: bool = false;
+override NORM: bool = false;
 const WG: u32 = 256u;
+var<workgroup> invRms: array<f32, 8>;
 var<workgroup> partial: array<f32, 4096>;  // [2 (gated)][8 rows][WG]
 
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
@@ -33,8 +37,12 @@ struct Dots { lo: vec4f, hi: vec4f }
 fn dots(v: vec4<u32>, xBase: u32, i: u32, k4: u32) -> Dots {
   var o = Dots(vec4f(0.0), vec4f(0.0));
   if (F16) {
-    let wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y));
-    let wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w));
+    var wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y));
+    var wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w));
+    if (NORM) {
+      wa *= g[2u * i];
+      wb *= g[2u * i + 1u];
+    }
     let j = xBase + 2u * i;
     o.lo.x = dot(wa, x[j]) + dot(wb, x[j + 1u]);
     if (ROWS > 1u) { o.lo.y = dot(wa, x[j + k4]) + dot(wb, x[j + k4 + 1u]); }
@@ -45,7 +53,8 @@ fn dots(v: vec4<u32>, xBase: u32, i: u32, k4: u32) -> Dots {
     if (ROWS > 6u) { o.hi.z = dot(wa, x[j + 6u * k4]) + dot(wb, x[j + 6u * k4 + 1u]); }
     if (ROWS > 7u) { o.hi.w = dot(wa, x[j + 7u * k4]) + dot(wb, x[j + 7u * k4 + 1u]); }
   } else {
-    let wv = bitcast<vec4f>(v);
+    var wv = bitcast<vec4f>(v);
+    if (NORM) { wv *= g[i]; }
     let j = xBase + i;
     o.lo.x = dot(wv, x[j]);
     if (ROWS > 1u) { o.lo.y = dot(wv, x[j + k4]); }
@@ -74,6 +83,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (F16) { perRow = P.k / 8u; }
   // Rows past P.rows in the last row group read clamped, unused x; only their outputs are skipped.
   let xBase = r0 * k4;
+  if (NORM) {
+    // 1 / rms of each x row, reduced in a fixed order (the same for every ROWS).
+    for (var r = 0u; r < ROWS; r++) {
+      var s = 0.0;
+      for (var j = li; j < k4; j += WG) { let v = x[xBase + r * k4 + j]; s += dot(v, v); }
+      partial[r * WG + li] = s;
+    }
+    workgroupBarrier();
+    for (var o = WG / 2u; o > 0u; o >>= 1u) {
+      if (li < o) {
+        for (var r = 0u; r < ROWS; r++) { partial[r * WG + li] += partial[r * WG + li + o]; }
+      }
+      workgroupBarrier();
+    }
+    if (li < ROWS) { invRms[li] = inverseSqrt(partial[li * WG] / f32(P.k) + bitcast<f32>(P.eps)); }
+    workgroupBarrier();
+  }
   var lo = vec4f(0.0);
   var hi = vec4f(0.0);
   var upLo = vec4f(0.0);
@@ -134,6 +160,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         if (GATED) { su += partial[(8u + r) * WG + oo * TPR + t]; }
       }
       var v = s;
+      if (NORM) {
+        v *= invRms[r];
+        su *= invRms[r];
+      }
       if (BIAS) { v += b[nn]; }
       if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
       if (RESIDUAL) { v += res[(r0 + r) * P.resDim + nn % P.resDim]; }

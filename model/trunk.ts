@@ -145,17 +145,46 @@ function linear(
   ];
 }
 
-/** ff = silu(x Wgate^T) * (x Wup^T) */
-function swigluLinear(ctx: ForwardContext, s: Scratch, w: Matrix, label: string): Dispatch[] {
-  const { gpu, state } = ctx;
+/**
+ * y = RMSNorm(x) g W^T, or with `gated` y = silu(xn Wgate^T) * (xn Wup^T) (SwiGLU). Short blocks
+ * fuse the norm into the matrix-vector kernel; long blocks normalise into s.xn first.
+ */
+function normLinear(
+  ctx: ForwardContext,
+  s: Scratch,
+  o: { y: GPUBuffer; x: GPUBuffer; norm: GPUBuffer; w: Matrix; gated?: boolean; label: string },
+): Dispatch[] {
+  const { gpu, state, config: c } = ctx;
   const rows = s.rows;
-  const n = w.rows / 2;
   if (rows <= GEMV_MAX_ROWS) {
-    return [gemv(gpu, { state, rows, y: s.ff, x: s.xn, w, gated: true, label })];
+    return [gemv(gpu, {
+      state,
+      rows,
+      y: o.y,
+      x: o.x,
+      w: o.w,
+      gated: o.gated,
+      norm: { weight: o.norm, eps: c.normEps },
+      label: o.label,
+    })];
+  }
+  const norm = rmsnorm(gpu, {
+    state,
+    rows,
+    out: s.xn,
+    x: o.x,
+    weight: o.norm,
+    dim: c.dModel,
+    eps: c.normEps,
+    label: `${o.label}.norm`,
+  });
+  if (!o.gated) {
+    return [norm, matmul(gpu, { state, rows, y: o.y, x: s.xn, w: o.w, label: o.label })];
   }
   return [
-    matmul(gpu, { state, rows, y: s.gu, x: s.xn, w, label }),
-    swiglu(gpu, { state, rows, out: s.ff, gu: s.gu, n, label }),
+    norm,
+    matmul(gpu, { state, rows, y: s.gu, x: s.xn, w: o.w, label: o.label }),
+    swiglu(gpu, { state, rows, out: o.y, gu: s.gu, n: o.w.rows / 2, label: o.label }),
   ];
 }
 
@@ -178,19 +207,14 @@ export function layer(
     capacity: ctx.capacity,
   };
   return [
-    // xn = RMSNorm(x) * g_attn
-    rmsnorm(gpu, {
-      state,
-      rows,
-      out: s.xn,
+    // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T
+    ...normLinear(ctx, s, {
+      y: s.qkv,
       x: o.input,
-      weight: w.inputNorm,
-      dim: c.dModel,
-      eps: c.normEps,
-      label: `${label}.input_layernorm`,
+      norm: w.inputNorm,
+      w: w.qkv,
+      label: `${label}.qkv_proj`,
     }),
-    // [q k v] = xn [Wq Wk Wv]^T
-    ...linear(ctx, s, { y: s.qkv, x: s.xn, w: w.qkv, label: `${label}.qkv_proj` }),
     // q, k = RoPE(q, k, pos); cache[pos] = k, v
     ropeKv(gpu, {
       state,
@@ -233,19 +257,15 @@ export function layer(
       residual: o.input,
       label: `${label}.o_proj`,
     }),
-    // xn = RMSNorm(mid) * g_mlp
-    rmsnorm(gpu, {
-      state,
-      rows,
-      out: s.xn,
+    // ff = silu(xn Wgate^T) * (xn Wup^T), xn = RMSNorm(mid) g_mlp
+    ...normLinear(ctx, s, {
+      y: s.ff,
       x: s.mid,
-      weight: w.postNorm,
-      dim: c.dModel,
-      eps: c.normEps,
-      label: `${label}.post_attention_layernorm`,
+      norm: w.postNorm,
+      w: w.gateUp,
+      gated: true,
+      label: `${label}.gate_up_proj`,
     }),
-    // ff = silu(xn Wgate^T) * (xn Wup^T)
-    ...swigluLinear(ctx, s, w.gateUp, `${label}.gate_up_proj`),
     // out = mid + ff Wdown^T
     ...linear(ctx, s, {
       y: o.output,
@@ -289,18 +309,11 @@ export function unembed(
   w: Weights,
   o: { logits: GPUBuffer; x: GPUBuffer; s: Scratch; label: string },
 ): Dispatch[] {
-  const { gpu, state, config: c } = ctx;
-  return [
-    rmsnorm(gpu, {
-      state,
-      rows: o.s.rows,
-      out: o.s.xn,
-      x: o.x,
-      weight: w.norm,
-      dim: c.dModel,
-      eps: c.normEps,
-      label: `${o.label}.norm`,
-    }),
-    ...linear(ctx, o.s, { y: o.logits, x: o.s.xn, w: w.lmHead, label: `${o.label}.lm_head` }),
-  ];
+  return normLinear(ctx, o.s, {
+    y: o.logits,
+    x: o.x,
+    norm: w.norm,
+    w: w.lmHead,
+    label: `${o.label}.lm_head`,
+  });
 }

@@ -156,6 +156,35 @@ for (const f16 of [false, true]) {
     );
   });
 
+  Deno.test(`gemv() with a fused RMSNorm matches norm-then-product on the CPU, ${dt}`, async () => {
+    const gpu = await testGpu();
+    const k = 48, n = 37;
+    const state = stateBuffer(gpu);
+    const g = randomArray(k, 40);
+    const plain = matrix(gpu, n, k, 41, f16);
+    const gated = matrix(gpu, 2 * n, k, 42, f16);
+    for (const rows of [1, 3, 10]) {
+      const x = randomArray(rows * k, 43 + rows, 4);
+      const xb = gpu.storage("x", x);
+      const xn = rmsnormRef(x, g, k, 1e-5);
+      const norm = { weight: gpu.storage("g", g), eps: 1e-5 };
+      const y = poisoned(gpu, rows * n);
+      const yg = poisoned(gpu, rows * n);
+      run(gpu, [
+        gemv(gpu, { state, x: xb, w: plain.m, y, rows, norm }),
+        gemv(gpu, { state, x: xb, w: gated.m, y: yg, rows, norm, gated: true }),
+      ], "t");
+      assertClose(
+        await readF32(gpu, y, rows * n),
+        matmulRef(xn, plain.values, k),
+        tol,
+        "gemv norm",
+      );
+      const gu = matmulRef(xn, gated.values, k);
+      assertClose(await readF32(gpu, yg, rows * n), swigluRef(gu, n), tol, "gemv norm gated");
+    }
+  });
+
   Deno.test(`gemv() gives each row the same bits whatever the block size, ${dt}`, async () => {
     const gpu = await testGpu();
     const n = 50, k = 64;
@@ -163,12 +192,14 @@ for (const f16 of [false, true]) {
     const { m } = matrix(gpu, n, k, 11, f16);
     const x = randomArray(5 * k, 12);
     const xb = gpu.storage("x", x);
-    const y5 = poisoned(gpu, 5 * n);
-    run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y5, rows: 5 })], "t");
-    const all = await readF32(gpu, y5, 5 * n);
-    const y1 = poisoned(gpu, n);
-    run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y1, rows: 1 })], "t");
-    assert.deepEqual(await readF32(gpu, y1, n), all.subarray(0, n));
+    for (const norm of [undefined, { weight: gpu.storage("g", randomArray(k, 13)), eps: 1e-5 }]) {
+      const y5 = poisoned(gpu, 5 * n);
+      run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y5, rows: 5, norm })], "t");
+      const all = await readF32(gpu, y5, 5 * n);
+      const y1 = poisoned(gpu, n);
+      run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y1, rows: 1, norm })], "t");
+      assert.deepEqual(await readF32(gpu, y1, n), all.subarray(0, n));
+    }
   });
 
   Deno.test(`matmul() matches the CPU reference for ${dt} weights on odd shapes`, async () => {
@@ -298,28 +329,31 @@ Deno.test("swiglu(), add() and selectRow() match the CPU reference", async () =>
   );
 });
 
-Deno.test("argmax() matches the CPU reference and breaks ties toward the lowest index", async () => {
-  const gpu = await testGpu();
-  const rows = 4, n = 1001;
-  const r = rng(22);
-  const logits = Float32Array.from({ length: rows * n }, () => Math.round(r(0, 50)));
-  logits[2 * n + 700] = 1000; // a unique max
-  logits[3 * n + 5] = logits[3 * n + 900] = 2000; // a tie
-  const out = gpu.storage("out", new Uint32Array(rows + 2).fill(NO_TOKEN));
-  run(gpu, [
-    argmax(gpu, {
-      state: stateBuffer(gpu),
-      logits: gpu.storage("l", logits),
-      out,
-      rows,
-      n,
-      outOffset: 2,
-    }),
-  ], "t");
-  const got = Array.from(await readU32(gpu, out, rows + 2));
-  assert.deepEqual(got, [NO_TOKEN, NO_TOKEN, ...argmaxRef(logits, n)]);
-  assert.equal(got[5], 5);
-});
+for (const n of [1001, 9001]) {
+  Deno.test(`argmax() over ${n} logits matches the CPU reference and breaks ties toward the lowest index`, async () => {
+    const gpu = await testGpu();
+    const rows = 4;
+    const r = rng(22 + n);
+    const logits = Float32Array.from({ length: rows * n }, () => Math.round(r(0, 50)));
+    logits[2 * n + n - 1] = 1000; // a unique max, last element
+    logits[3 * n + 5] = logits[3 * n + n - 2] = 2000; // a tie far apart (other thread, other round)
+    logits[1 * n + 700] = logits[1 * n + 699] = 3000; // a tie of neighbours
+    const out = gpu.storage("out", new Uint32Array(rows + 2).fill(NO_TOKEN));
+    run(gpu, [
+      argmax(gpu, {
+        state: stateBuffer(gpu),
+        logits: gpu.storage("l", logits),
+        out,
+        rows,
+        n,
+        outOffset: 2,
+      }),
+    ], "t");
+    const got = Array.from(await readU32(gpu, out, rows + 2));
+    assert.deepEqual(got, [NO_TOKEN, NO_TOKEN, ...argmaxRef(logits, n)]);
+    assert.deepEqual(got.slice(3), [699, n - 1, 5]);
+  });
+}
 
 Deno.test("every kernel returns at once when state.done is set", async () => {
   const gpu = await testGpu();

@@ -7,14 +7,14 @@ export const GEMV_MAX_ROWS = 8;
 
 /**
  * Threads per output row for an N x K matrix, from a sweep on an H200 (bench/overhead.ts): about
- * 32 K-steps per thread, but at least 256 workgroups. It depends on the shape only, never on the
+ * 32 K-steps per thread, but at least 128 workgroups. It depends on the shape only, never on the
  * number of rows, so a row's summation order (and bits) are the same for every block size.
  */
 export function threadsPerRow(n: number, k: number, f16: boolean): number {
   const perRow = f16 ? k / 8 : k / 4;
   let tpr = 8;
   while (tpr < 32 && perRow / tpr > 32) tpr *= 2;
-  while (tpr < 64 && (n * tpr) / 256 < 256) tpr *= 2;
+  while (tpr < 64 && (n * tpr) / 256 < 128) tpr *= 2;
   return tpr;
 }
 
@@ -45,7 +45,9 @@ export function gemv(gpu: Gpu, o: {
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
   const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, o.w.cols, o.w.f16);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
-  const [gx, gz] = grid(Math.ceil(n / (256 / tpr)));
+  // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows.
+  const ro = rowsPerGroup > 1 && rowsPerGroup <= 4 ? 2 : 1;
+  const [gx, gz] = grid(Math.ceil(n / ((256 / tpr) * ro)));
   const unused = o.state; // bound in place of an absent optional input; never read
   return makeDispatch(gpu, {
     kernel: "gemv",
@@ -54,6 +56,7 @@ export function gemv(gpu: Gpu, o: {
       F16: o.w.f16,
       ROWS: rowsPerGroup,
       TPR: tpr,
+      RO: ro,
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

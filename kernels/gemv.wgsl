@@ -3,7 +3,8 @@
 //   where x' = x, or with NORM x' = RMSNorm(x) * g computed on the fly (the norm is fused here)
 //   GATED:  y[r, n] = silu(W[n, :] . x[r, :]) * (W[N + n, :] . x[r, :])  (SwiGLU, W = [gate; up])
 // Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
-// each weight read once for up to 8 query rows. Accumulators live in two vec4 (rows 0-3, 4-7)
+// each weight read once for up to 8 query rows; with RO = 2 a thread also owns the next output
+// row, so each load of x serves two rows of W (x traffic, not DRAM, bounds blocks of 2-4 rows). Accumulators live in two vec4 (rows 0-3, 4-7)
 // updated by straight-line code that the ROWS override switches on, so nothing spills to local
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
 // a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS is
@@ -20,6 +21,7 @@ struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32 }
 override F16: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
 override TPR: u32 = 32u;   // threads per output row
+override RO: u32 = 1u;     // output rows per thread: 1 or 2 (RO * ROWS <= 8)
 override GATED: bool = false;
 override BIAS: bool = false;
 override SILU: bool = false;
@@ -27,7 +29,7 @@ override RESIDUAL: bool = false;
 override NORM: bool = false;
 const WG: u32 = 256u;
 var<workgroup> invRms: array<f32, 8>;
-var<workgroup> partial: array<f32, 4096>;  // [2 (gated)][8 rows][WG]
+var<workgroup> partial: array<f32, 4096>;  // [2 (gated)][RO * ROWS <= 8][WG]
 
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
@@ -72,11 +74,12 @@ fn dots(v: vec4<u32>, xBase: u32, i: u32, k4: u32) -> Dots {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32) {
   if (state[S_DONE] != 0u) { return; }
-  let outs = WG / TPR;
+  let outs = WG / TPR;  // thread groups per workgroup, RO output rows each
   let o = li / TPR;
   let lane = li % TPR;
   let wg = wid.x + wid.z * nwg.x;
-  let n = wg * outs + o;
+  let n = (wg * outs + o) * RO;
+  let second = RO > 1u && n + 1u < P.n;
   let r0 = wid.y * ROWS;
   let k4 = P.k / 4u;
   var perRow = k4;  // vec4<u32> per weight row
@@ -100,64 +103,109 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (li < ROWS) { invRms[li] = inverseSqrt(partial[li * WG] / f32(P.k) + bitcast<f32>(P.eps)); }
     workgroupBarrier();
   }
-  var lo = vec4f(0.0);
-  var hi = vec4f(0.0);
-  var upLo = vec4f(0.0);
-  var upHi = vec4f(0.0);
+  // Accumulators: a* for output row n, b* for row n + 1 (RO = 2); Up for the up rows (GATED).
+  var aLo = vec4f(0.0);
+  var aHi = vec4f(0.0);
+  var aUpLo = vec4f(0.0);
+  var aUpHi = vec4f(0.0);
+  var bLo = vec4f(0.0);
+  var bHi = vec4f(0.0);
+  var bUpLo = vec4f(0.0);
+  var bUpHi = vec4f(0.0);
   if (n < P.n) {
-    let base = n * perRow;
-    let baseUp = (P.n + n) * perRow;
+    let baseA = n * perRow;
+    let baseAUp = (P.n + n) * perRow;
+    let baseB = baseA + perRow;
+    let baseBUp = baseAUp + perRow;
+    // Two K steps per iteration (i, i + TPR), summed in that order: the same order as one at a time.
     var i = lane;
-    for (; i + TPR < perRow; i += 2u * TPR) {
-      let w0 = w[base + i];
-      let w1 = w[base + i + TPR];
+    for (; i < perRow; i += 2u * TPR) {
+      let two = i + TPR < perRow;
+      let j = min(i + TPR, perRow - 1u);
+      let w0 = w[baseA + i];
+      let w1 = w[baseA + j];
       var u0 = vec4<u32>(0u);
       var u1 = vec4<u32>(0u);
-      if (GATED) { u0 = w[baseUp + i]; u1 = w[baseUp + i + TPR]; }
+      if (GATED) { u0 = w[baseAUp + i]; u1 = w[baseAUp + j]; }
+      var v0 = vec4<u32>(0u);
+      var v1 = vec4<u32>(0u);
+      var t0 = vec4<u32>(0u);
+      var t1 = vec4<u32>(0u);
+      if (second) {
+        v0 = w[baseB + i];
+        v1 = w[baseB + j];
+        if (GATED) { t0 = w[baseBUp + i]; t1 = w[baseBUp + j]; }
+      }
       let d0 = dots(w0, xBase, i, k4);
-      lo += d0.lo;
-      hi += d0.hi;
-      let d1 = dots(w1, xBase, i + TPR, k4);
-      lo += d1.lo;
-      hi += d1.hi;
+      aLo += d0.lo;
+      aHi += d0.hi;
+      if (two) {
+        let d1 = dots(w1, xBase, j, k4);
+        aLo += d1.lo;
+        aHi += d1.hi;
+      }
       if (GATED) {
         let e0 = dots(u0, xBase, i, k4);
-        upLo += e0.lo;
-        upHi += e0.hi;
-        let e1 = dots(u1, xBase, i + TPR, k4);
-        upLo += e1.lo;
-        upHi += e1.hi;
+        aUpLo += e0.lo;
+        aUpHi += e0.hi;
+        if (two) {
+          let e1 = dots(u1, xBase, j, k4);
+          aUpLo += e1.lo;
+          aUpHi += e1.hi;
+        }
       }
-    }
-    if (i < perRow) {
-      let d0 = dots(w[base + i], xBase, i, k4);
-      lo += d0.lo;
-      hi += d0.hi;
-      if (GATED) {
-        let e0 = dots(w[baseUp + i], xBase, i, k4);
-        upLo += e0.lo;
-        upHi += e0.hi;
+      if (second) {
+        let f0 = dots(v0, xBase, i, k4);
+        bLo += f0.lo;
+        bHi += f0.hi;
+        if (two) {
+          let f1 = dots(v1, xBase, j, k4);
+          bLo += f1.lo;
+          bHi += f1.hi;
+        }
+        if (GATED) {
+          let h0 = dots(t0, xBase, i, k4);
+          bUpLo += h0.lo;
+          bUpHi += h0.hi;
+          if (two) {
+            let h1 = dots(t1, xBase, j, k4);
+            bUpLo += h1.lo;
+            bUpHi += h1.hi;
+          }
+        }
       }
     }
   }
+  // partial[(ro * ROWS + r) * WG + li] for output row n + ro and query row r.
   for (var r = 0u; r < ROWS; r++) {
     var a: f32;
-    var u: f32;
-    if (r < 4u) { a = lo[r]; u = upLo[r]; } else { a = hi[r - 4u]; u = upHi[r - 4u]; }
+    var au: f32;
+    var b2: f32;
+    var bu: f32;
+    if (r < 4u) {
+      a = aLo[r]; au = aUpLo[r]; b2 = bLo[r]; bu = bUpLo[r];
+    } else {
+      a = aHi[r - 4u]; au = aUpHi[r - 4u]; b2 = bHi[r - 4u]; bu = bUpHi[r - 4u];
+    }
     partial[r * WG + li] = a;
-    if (GATED) { partial[(8u + r) * WG + li] = u; }
+    if (GATED) { partial[(8u + r) * WG + li] = au; }
+    if (RO > 1u) {
+      partial[(ROWS + r) * WG + li] = b2;
+      if (GATED) { partial[(8u + ROWS + r) * WG + li] = bu; }
+    }
   }
   workgroupBarrier();
-  if (li < outs * ROWS) {
-    let oo = li / ROWS;
-    let r = li % ROWS;
-    let nn = wg * outs + oo;
+  if (li < outs * RO * ROWS) {
+    let oo = li / (RO * ROWS);
+    let jr = li % (RO * ROWS);  // ro * ROWS + r
+    let r = jr % ROWS;
+    let nn = (wg * outs + oo) * RO + jr / ROWS;
     if (nn < P.n && r0 + r < P.rows) {
       var s = 0.0;
       var su = 0.0;
       for (var t = 0u; t < TPR; t++) {
-        s += partial[r * WG + oo * TPR + t];
-        if (GATED) { su += partial[(8u + r) * WG + oo * TPR + t]; }
+        s += partial[jr * WG + oo * TPR + t];
+        if (GATED) { su += partial[(8u + jr) * WG + oo * TPR + t]; }
       }
       var v = s;
       if (NORM) {

@@ -190,15 +190,21 @@ for (const f16 of [false, true]) {
     const n = 50, k = 64;
     const state = stateBuffer(gpu);
     const { m } = matrix(gpu, n, k, 11, f16);
-    const x = randomArray(5 * k, 12);
+    const x = randomArray(8 * k, 12);
     const xb = gpu.storage("x", x);
+    const gated = matrix(gpu, 2 * n, k, 14, f16).m;
     for (const norm of [undefined, { weight: gpu.storage("g", randomArray(k, 13)), eps: 1e-5 }]) {
-      const y5 = poisoned(gpu, 5 * n);
-      run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y5, rows: 5, norm })], "t");
-      const all = await readF32(gpu, y5, 5 * n);
-      const y1 = poisoned(gpu, n);
-      run(gpu, [gemv(gpu, { state, x: xb, w: m, y: y1, rows: 1, norm })], "t");
-      assert.deepEqual(await readF32(gpu, y1, n), all.subarray(0, n));
+      for (const isGated of [false, true]) {
+        const w = isGated ? gated : m;
+        const y1 = poisoned(gpu, n);
+        run(gpu, [gemv(gpu, { state, x: xb, w, y: y1, rows: 1, norm, gated: isGated })], "t");
+        const one = await readF32(gpu, y1, n);
+        for (const rows of [2, 3, 4, 5, 8]) { // two output rows per thread for 2..4 rows
+          const y = poisoned(gpu, rows * n);
+          run(gpu, [gemv(gpu, { state, x: xb, w, y, rows, norm, gated: isGated })], "t");
+          assert.deepEqual((await readF32(gpu, y, rows * n)).subarray(0, n), one, `${rows} rows`);
+        }
+      }
     }
   });
 

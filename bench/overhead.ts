@@ -147,8 +147,19 @@ for (const [rows, cols, gated] of shapes) {
   const y = gpu.storage("y", 8 * rows * 4);
   for (const k of [1, 4]) {
     const results: [string, number][] = [];
-    for (const tpr of [8, 16, 32, 64, 128]) {
-      const d = gemv(gpu, { state, x, w, y, rows: k, gated, tune: { threadsPerRow: tpr } });
+    for (
+      const [tpr, ro] of [[8, 1], [16, 1], [32, 1], [64, 1], [8, 2], [16, 2], [32, 2]] as const
+    ) {
+      if (ro * k > 8 || (k === 1 && ro > 1)) continue;
+      const d = gemv(gpu, {
+        state,
+        x,
+        w,
+        y,
+        rows: k,
+        gated,
+        tune: { threadsPerRow: tpr, rowsPerThread: ro },
+      });
       const reps = 20;
       const t = await gpuNs(gpu, (enc, qs) => {
         const pass = enc.beginComputePass({
@@ -161,7 +172,7 @@ for (const [rows, cols, gated] of shapes) {
         }
         pass.end();
       });
-      results.push([`tpr${tpr}`, rows * cols * 2 / (t.ns / reps)]);
+      results.push([`tpr${tpr}/ro${ro}`, rows * cols * 2 / (t.ns / reps)]);
     }
     console.log(
       `gemv ${rows}x${cols}${gated ? " gated" : ""} k=${k} GB/s: ` +

@@ -38,15 +38,16 @@ export function gemv(gpu: Gpu, o: {
   residualDim?: number;
   /** Fused RMSNorm of x first: x' = x / rms(x) * weight. */
   norm?: { weight: GPUBuffer; eps: number };
-  /** Tuning: threads per output row (a power of two <= 256). */
-  tune?: { threadsPerRow?: number };
+  /** Tuning: threads per output row (a power of two <= 256); output rows per thread (1 or 2). */
+  tune?: { threadsPerRow?: number; rowsPerThread?: 1 | 2 };
   label?: string;
 }): Dispatch {
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
   const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, o.w.cols, o.w.f16);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
   // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows.
-  const ro = rowsPerGroup > 1 && rowsPerGroup <= 4 ? 2 : 1;
+  const ro = o.tune?.rowsPerThread ?? (rowsPerGroup > 1 && rowsPerGroup <= 4 ? 2 : 1);
+  if (ro * rowsPerGroup > GEMV_MAX_ROWS) throw new RangeError("gemv: rowsPerThread * rows > 8");
   const [gx, gz] = grid(Math.ceil(n / ((256 / tpr) * ro)));
   const unused = o.state; // bound in place of an absent optional input; never read
   return makeDispatch(gpu, {

@@ -119,59 +119,69 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let baseBUp = baseAUp + perRow;
     // Two K steps per iteration (i, i + TPR), summed in that order: the same order as one at a time.
     var i = lane;
-    for (; i < perRow; i += 2u * TPR) {
-      let two = i + TPR < perRow;
-      let j = min(i + TPR, perRow - 1u);
+    for (; i + TPR < perRow; i += 2u * TPR) {
       let w0 = w[baseA + i];
-      let w1 = w[baseA + j];
+      let w1 = w[baseA + i + TPR];
       var u0 = vec4<u32>(0u);
       var u1 = vec4<u32>(0u);
-      if (GATED) { u0 = w[baseAUp + i]; u1 = w[baseAUp + j]; }
+      if (GATED) { u0 = w[baseAUp + i]; u1 = w[baseAUp + i + TPR]; }
       var v0 = vec4<u32>(0u);
       var v1 = vec4<u32>(0u);
       var t0 = vec4<u32>(0u);
       var t1 = vec4<u32>(0u);
-      if (second) {
+      if (RO > 1u && second) {
         v0 = w[baseB + i];
-        v1 = w[baseB + j];
-        if (GATED) { t0 = w[baseBUp + i]; t1 = w[baseBUp + j]; }
+        v1 = w[baseB + i + TPR];
+        if (GATED) { t0 = w[baseBUp + i]; t1 = w[baseBUp + i + TPR]; }
       }
       let d0 = dots(w0, xBase, i, k4);
       aLo += d0.lo;
       aHi += d0.hi;
-      if (two) {
-        let d1 = dots(w1, xBase, j, k4);
-        aLo += d1.lo;
-        aHi += d1.hi;
-      }
+      let d1 = dots(w1, xBase, i + TPR, k4);
+      aLo += d1.lo;
+      aHi += d1.hi;
       if (GATED) {
         let e0 = dots(u0, xBase, i, k4);
         aUpLo += e0.lo;
         aUpHi += e0.hi;
-        if (two) {
-          let e1 = dots(u1, xBase, j, k4);
-          aUpLo += e1.lo;
-          aUpHi += e1.hi;
-        }
+        let e1 = dots(u1, xBase, i + TPR, k4);
+        aUpLo += e1.lo;
+        aUpHi += e1.hi;
       }
-      if (second) {
+      if (RO > 1u && second) {
         let f0 = dots(v0, xBase, i, k4);
         bLo += f0.lo;
         bHi += f0.hi;
-        if (two) {
-          let f1 = dots(v1, xBase, j, k4);
-          bLo += f1.lo;
-          bHi += f1.hi;
-        }
+        let f1 = dots(v1, xBase, i + TPR, k4);
+        bLo += f1.lo;
+        bHi += f1.hi;
         if (GATED) {
           let h0 = dots(t0, xBase, i, k4);
           bUpLo += h0.lo;
           bUpHi += h0.hi;
-          if (two) {
-            let h1 = dots(t1, xBase, j, k4);
-            bUpLo += h1.lo;
-            bUpHi += h1.hi;
-          }
+          let h1 = dots(t1, xBase, i + TPR, k4);
+          bUpLo += h1.lo;
+          bUpHi += h1.hi;
+        }
+      }
+    }
+    if (i < perRow) {
+      let d0 = dots(w[baseA + i], xBase, i, k4);
+      aLo += d0.lo;
+      aHi += d0.hi;
+      if (GATED) {
+        let e0 = dots(w[baseAUp + i], xBase, i, k4);
+        aUpLo += e0.lo;
+        aUpHi += e0.hi;
+      }
+      if (RO > 1u && second) {
+        let f0 = dots(w[baseB + i], xBase, i, k4);
+        bLo += f0.lo;
+        bHi += f0.hi;
+        if (GATED) {
+          let h0 = dots(w[baseBUp + i], xBase, i, k4);
+          bUpLo += h0.lo;
+          bUpHi += h0.hi;
         }
       }
     }

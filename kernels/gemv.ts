@@ -45,8 +45,11 @@ export function gemv(gpu: Gpu, o: {
   const n = o.gated ? o.w.rows / 2 : o.w.rows;
   const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, o.w.cols, o.w.f16);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
-  // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows.
-  const ro = o.tune?.rowsPerThread ?? (rowsPerGroup > 1 && rowsPerGroup <= 4 ? 2 : 1);
+  // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows,
+  // unless the matrix is gated (one x load already serves gate and up) or the workgroups would
+  // drop below 96 (bench/overhead.ts sweep on an H200). Output bits do not depend on this.
+  const twoRows = rowsPerGroup > 1 && rowsPerGroup <= 4 && !o.gated && (n * tpr) / 512 >= 96;
+  const ro = o.tune?.rowsPerThread ?? (twoRows ? 2 : 1);
   if (ro * rowsPerGroup > GEMV_MAX_ROWS) throw new RangeError("gemv: rowsPerThread * rows > 8");
   const [gx, gz] = grid(Math.ceil(n / ((256 / tpr) * ro)));
   const unused = o.state; // bound in place of an absent optional input; never read

@@ -95,7 +95,7 @@ if (import.meta.main) {
     nHeads: 4,
     nKvHeads: 2,
     dFF: 192,
-    maxSeqLen: 1024,
+    maxSeqLen: args.prompt.length + args.maxTokens, // the KV cache holds exactly this request
     nFuture: args.heads,
     headKind: "transformer",
   }, { seed: args.seed });

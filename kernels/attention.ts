@@ -42,18 +42,20 @@ export function attention(
   });
 }
 
-/** Positions per chunk of split decode attention (one tile of the split kernel). */
-const SPLIT_CHUNK = 16;
-
-/** Chunks a decode attention over `capacity` positions is split into. */
+/**
+ * Chunks a decode attention row is split into for a cache of `capacity` positions: about one per
+ * 32 positions, at most 32 (the chunk length follows the row's current length). It depends on the
+ * capacity only, never on the block size, so positions get the same bits in every block.
+ */
 export function attentionSplits(capacity: number): number {
-  return Math.ceil(capacity / SPLIT_CHUNK);
+  return Math.max(1, Math.min(32, Math.ceil(capacity / 32)));
 }
 
 /**
  * Decode attention for a few query rows: phase 1 spreads (head, row, chunk of positions) over
  * workgroups into `partial`, phase 2 merges the chunks. Same result as {@link attention}, but
- * fills the GPU when rows are few. `partial` holds rows * nHeads * splits * (2 + headDim) f32.
+ * fills the GPU when rows are few. `partial` holds rows * nHeads * attentionSplits(capacity) *
+ * (2 + headDim) f32.
  */
 export function attentionSplit(
   gpu: Gpu,
@@ -84,7 +86,6 @@ export function attentionSplit(
         o.headDim,
         o.capacity,
         f32bits(1 / Math.sqrt(o.headDim)),
-        SPLIT_CHUNK,
         splits,
       ],
       buffers: [
@@ -100,7 +101,7 @@ export function attentionSplit(
     makeDispatch(gpu, {
       kernel: "attention_combine",
       code: combineCode,
-      params: [o.rows, o.nHeads, o.headDim, o.capacity, SPLIT_CHUNK, splits],
+      params: [o.rows, o.nHeads, o.headDim, o.capacity, splits],
       buffers: [[o.state, "read"], [o.partial, "read"], [o.out, "write"]],
       workgroups: [o.nHeads, o.rows],
       label: `${label}.combine`,

@@ -1,8 +1,10 @@
 // Decode attention, phase 1 of 2 (flash-decoding): causal grouped-query attention of a few query
-// rows split over chunks of positions, so that short blocks still fill the GPU. Workgroup
-// (head, row, chunk) covers positions [chunk * C, min((chunk + 1) * C, pos + row + 1)) and writes
-// its running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
-struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32, scale: u32, chunk: u32, splits: u32 }
+// rows split over `splits` chunks of positions, so that short blocks still fill the GPU. A row
+// attending to len = pos + row + 1 positions uses chunks of C = ceil(len / splits) positions;
+// workgroup (head, row, chunk) covers [chunk * C, min((chunk + 1) * C, len)) and writes its
+// running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
+// The chunking depends on len only, so a position gets the same bits in any block.
+struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32, scale: u32, splits: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;       // [rows, (nHeads + 2 nKvHeads) headDim]; q first
@@ -22,9 +24,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let hd = P.headDim;
   let hd4 = hd / 4u;
   let len = min(state[S_POS] + r + 1u, P.capacity);
-  let start = s * P.chunk;
+  let chunk = (len + P.splits - 1u) / P.splits;
+  let start = s * chunk;
   if (start >= len) { return; }
-  let end = min(start + P.chunk, len);
+  let end = min(start + chunk, len);
   let kvh = h / (P.nHeads / P.nKvHeads);
   let qRow = r * (P.nHeads + 2u * P.nKvHeads) * hd + h * hd;
   if (li < hd4) {

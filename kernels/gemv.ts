@@ -61,6 +61,7 @@ export function gemv(gpu: Gpu, o: {
       ROWS: rowsPerGroup,
       TPR: tpr,
       RO: ro,
+      PARTIAL: 256 * ro * rowsPerGroup * (o.gated ? 2 : 1),
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

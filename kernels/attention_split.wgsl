@@ -1,6 +1,6 @@
 // Decode attention, phase 1 of 2 (flash-decoding): causal grouped-query attention of a few query
-// rows split over `splits` chunks of positions, so that short blocks still fill the GPU. A row
-// attending to len = pos + row + 1 positions uses chunks of C = ceil(len / splits) positions;
+// rows split over up to `splits` chunks of positions, so that short blocks still fill the GPU. A
+// row attending to len = pos + row + 1 positions uses chunks of C = max(16, ceil(len / splits));
 // workgroup (head, row, chunk) covers [chunk * C, min((chunk + 1) * C, len)) and writes its
 // running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
 // The chunking depends on len only, so a position gets the same bits in any block.
@@ -24,7 +24,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let hd = P.headDim;
   let hd4 = hd / 4u;
   let len = min(state[S_POS] + r + 1u, P.capacity);
-  let chunk = (len + P.splits - 1u) / P.splits;
+  let chunk = max(16u, (len + P.splits - 1u) / P.splits);
   let start = s * chunk;
   if (start >= len) { return; }
   let end = min(start + chunk, len);

@@ -61,7 +61,6 @@ export function gemv(gpu: Gpu, o: {
       ROWS: rowsPerGroup,
       TPR: tpr,
       RO: ro,
-      PARTIAL: 256 * ro * rowsPerGroup * (o.gated ? 2 : 1),
       GATED: !!o.gated,
       BIAS: !!o.bias,
       SILU: !!o.silu,

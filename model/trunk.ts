@@ -206,6 +206,16 @@ export function layer(
     headDim: c.headDim,
     capacity: ctx.capacity,
   };
+  const attn = {
+    state,
+    rows,
+    ...shape,
+    out: s.attn,
+    qkv: s.qkv,
+    kCache: kv.k,
+    vCache: kv.v,
+    label: `${label}.attention`,
+  };
   return [
     // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T
     ...normLinear(ctx, s, {
@@ -228,27 +238,8 @@ export function layer(
     }),
     // attn = softmax(q K^T / sqrt(hd)) V, causal, grouped-query
     ...(rows <= GEMV_MAX_ROWS
-      ? attentionSplit(gpu, {
-        state,
-        rows,
-        ...shape,
-        out: s.attn,
-        qkv: s.qkv,
-        kCache: kv.k,
-        vCache: kv.v,
-        partial: s.partial,
-        label: `${label}.attention`,
-      })
-      : [attention(gpu, {
-        state,
-        rows,
-        ...shape,
-        out: s.attn,
-        qkv: s.qkv,
-        kCache: kv.k,
-        vCache: kv.v,
-        label: `${label}.attention`,
-      })]),
+      ? attentionSplit(gpu, { ...attn, partial: s.partial })
+      : [attention(gpu, attn)]),
     // mid = x + attn Wo^T
     ...linear(ctx, s, {
       y: s.mid,

@@ -274,42 +274,56 @@ Deno.test("ropeKv() rotates q in place and writes rotated k and v at state.pos +
   assert.ok(Number.isNaN(k[0]), "positions before state.pos are untouched");
 });
 
-for (const [rows, pos0] of [[1, 0], [1, 130], [5, 61]]) {
-  Deno.test(`attention() matches the CPU reference: ${rows} queries at position ${pos0}, GQA`, async () => {
-    const gpu = await testGpu();
-    const nHeads = 6, nKvHeads = 2, headDim = 72, capacity = 140;
-    const stride = (nHeads + 2 * nKvHeads) * headDim;
-    const qkv = randomArray(rows * stride, 16 + pos0);
-    const len = pos0 + rows;
-    const kc = randomArray(capacity * nKvHeads * headDim, 17, 2);
-    const vc = randomArray(capacity * nKvHeads * headDim, 18);
-    const out = poisoned(gpu, rows * nHeads * headDim);
-    run(gpu, [
-      attention(gpu, {
-        state: stateBuffer(gpu, { [S.POS]: pos0 }),
-        qkv: gpu.storage("qkv", qkv),
-        kCache: gpu.storage("k", kc),
-        vCache: gpu.storage("v", vc),
-        out,
-        rows,
-        nHeads,
-        nKvHeads,
-        headDim,
-        capacity,
-      }),
-    ], "t");
-    const q: number[] = [];
-    for (let r = 0; r < rows; r++) {
-      q.push(...qkv.subarray(r * stride, r * stride + nHeads * headDim));
-    }
-    const ref = attentionRef(q, kc.subarray(0, len * nKvHeads * headDim), vc, {
-      nHeads,
-      nKvHeads,
-      headDim,
-      pos0,
-    });
-    assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, "attention");
+/** Runs attention (or the split decode kernels) on random data and compares with the CPU. */
+async function checkAttention(rows: number, pos0: number, capacity: number, split: boolean) {
+  const gpu = await testGpu();
+  const nHeads = 6, nKvHeads = 2, headDim = 72;
+  const stride = (nHeads + 2 * nKvHeads) * headDim;
+  const qkv = randomArray(rows * stride, 16 + pos0);
+  const kc = randomArray(capacity * nKvHeads * headDim, 17, 2);
+  const vc = randomArray(capacity * nKvHeads * headDim, 18);
+  const out = poisoned(gpu, rows * nHeads * headDim);
+  const o = {
+    state: stateBuffer(gpu, { [S.POS]: pos0 }),
+    qkv: gpu.storage("qkv", qkv),
+    kCache: gpu.storage("k", kc),
+    vCache: gpu.storage("v", vc),
+    out,
+    rows,
+    nHeads,
+    nKvHeads,
+    headDim,
+    capacity,
+  };
+  const partial = poisoned(gpu, rows * nHeads * attentionSplits(capacity) * (2 + headDim));
+  run(gpu, split ? attentionSplit(gpu, { ...o, partial }) : [attention(gpu, o)], "t");
+  const q: number[] = [];
+  for (let r = 0; r < rows; r++) q.push(...qkv.subarray(r * stride, r * stride + nHeads * headDim));
+  const len = pos0 + rows;
+  const ref = attentionRef(q, kc.subarray(0, len * nKvHeads * headDim), vc, {
+    nHeads,
+    nKvHeads,
+    headDim,
+    pos0,
   });
+  const what = split ? "attentionSplit" : "attention";
+  assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, what);
+}
+
+for (const [rows, pos0] of [[1, 0], [1, 130], [5, 61]]) {
+  Deno.test(`attention() matches the CPU reference: ${rows} queries at position ${pos0}, GQA`, () =>
+    checkAttention(rows, pos0, 140, false));
+}
+
+for (
+  const [rows, pos0, capacity] of [[1, 0, 140], [1, 130, 140], [4, 61, 300], [8, 199, 208], [
+    2,
+    900,
+    1030,
+  ]]
+) {
+  Deno.test(`attentionSplit() matches the CPU reference: ${rows} queries at position ${pos0}, ${capacity} slots`, () =>
+    checkAttention(rows, pos0, capacity, true));
 }
 
 Deno.test("swiglu(), add() and selectRow() match the CPU reference", async () => {
@@ -377,45 +391,3 @@ Deno.test("every kernel returns at once when state.done is set", async () => {
   ], "t");
   assert.ok((await readF32(gpu, out, 8)).every(Number.isNaN));
 });
-
-for (const [rows, pos0, capacity] of [[1, 0, 140], [1, 130, 140], [4, 61, 300], [8, 199, 208]]) {
-  Deno.test(`attentionSplit() matches the CPU reference: ${rows} queries at position ${pos0}, ${capacity} slots`, async () => {
-    const gpu = await testGpu();
-    const nHeads = 6, nKvHeads = 2, headDim = 72;
-    const stride = (nHeads + 2 * nKvHeads) * headDim;
-    const qkv = randomArray(rows * stride, 30 + pos0);
-    const len = pos0 + rows;
-    const kc = randomArray(capacity * nKvHeads * headDim, 31, 2);
-    const vc = randomArray(capacity * nKvHeads * headDim, 32);
-    const out = poisoned(gpu, rows * nHeads * headDim);
-    const partial = poisoned(gpu, rows * nHeads * attentionSplits(capacity) * (2 + headDim));
-    run(
-      gpu,
-      attentionSplit(gpu, {
-        state: stateBuffer(gpu, { [S.POS]: pos0 }),
-        qkv: gpu.storage("qkv", qkv),
-        kCache: gpu.storage("k", kc),
-        vCache: gpu.storage("v", vc),
-        partial,
-        out,
-        rows,
-        nHeads,
-        nKvHeads,
-        headDim,
-        capacity,
-      }),
-      "t",
-    );
-    const q: number[] = [];
-    for (let r = 0; r < rows; r++) {
-      q.push(...qkv.subarray(r * stride, r * stride + nHeads * headDim));
-    }
-    const ref = attentionRef(q, kc.subarray(0, len * nKvHeads * headDim), vc, {
-      nHeads,
-      nKvHeads,
-      headDim,
-      pos0,
-    });
-    assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, "attentionSplit");
-  });
-}

@@ -11,7 +11,15 @@ import type { Weights } from "../model/weights.ts";
 import { headDrafts, headLayers } from "../heads/heads.ts";
 import { NO_TOKEN } from "./state.ts";
 
-/** What a draft source gets to build its GPU work for one generation. */
+/**
+ * What a draft source gets to build its GPU work for one generation.
+ *
+ * @example
+ * ```ts
+ * import type { DraftHost } from "@ahead/mtp";
+ * const draftsPerStep = (host: DraftHost) => host.k - 1;
+ * ```
+ */
 export interface DraftHost {
   /** Device, config, state buffer and RoPE table of the generation. */
   ctx: ForwardContext;
@@ -25,7 +33,20 @@ export interface DraftHost {
   promptLength: number;
 }
 
-/** A draft source attached to one generation; all buffers it makes are freed with it. */
+/**
+ * A draft source attached to one generation; all buffers it makes are freed with it.
+ *
+ * @example
+ * ```ts
+ * import type { AttachedDrafts } from "@ahead/mtp";
+ * // A source that never proposes anything: every step emits exactly one token.
+ * const none = (k: number): AttachedDrafts => ({
+ *   firstDrafts: new Array(k - 1).fill(0xffffffff),
+ *   beforeVerify: () => [],
+ *   afterVerify: () => [],
+ * });
+ * ```
+ */
 export interface AttachedDrafts {
   /** Drafts of the first step (k - 1 ids, NO_TOKEN where there is none). */
   firstDrafts: number[];

@@ -10,7 +10,15 @@ import { type DraftSource, headDraftSource } from "./drafts.ts";
 import { type Readback, Session, type Snapshot } from "./session.ts";
 import { MAX_STOP_IDS, S } from "./state.ts";
 
-/** Options of {@link generate} and {@link complete}. */
+/**
+ * Options of {@link generate} and {@link complete}.
+ *
+ * @example
+ * ```ts
+ * import type { GenerateOptions } from "@ahead/mtp";
+ * const options: GenerateOptions = { maxTokens: 128, stop: [2], mode: "speculative" };
+ * ```
+ */
 export interface GenerateOptions {
   /** Most tokens to generate (>= 1). Generation also ends at the model's maxSeqLen. */
   maxTokens: number;
@@ -74,7 +82,15 @@ export interface GenerationStats {
   dispatchesPerStep: number;
 }
 
-/** Result of {@link complete}. */
+/**
+ * Result of {@link complete}.
+ *
+ * @example
+ * ```ts
+ * import type { Completion } from "@ahead/mtp";
+ * const show = (c: Completion) => `${c.tokens.length} tokens, ${c.stats.tokensPerStep} per step`;
+ * ```
+ */
 export interface Completion {
   /** The generated token ids (the prompt excluded). */
   tokens: number[];

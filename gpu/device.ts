@@ -4,7 +4,16 @@
  */
 import { GpuError, WebGpuUnavailableError } from "./errors.ts";
 
-/** Options for {@link createGpu}. */
+/**
+ * Options for {@link createGpu}.
+ *
+ * @example
+ * ```ts
+ * import { createGpu, type GpuOptions } from "@ahead/mtp";
+ * const options: GpuOptions = { powerPreference: "low-power" };
+ * (await createGpu(options)).dispose();
+ * ```
+ */
 export interface GpuOptions {
   /** Use this device instead of requesting one; it must have been created with enough limits. */
   device?: GPUDevice;

@@ -5,7 +5,15 @@
 import { z } from "zod";
 import { ConfigError } from "../gpu/errors.ts";
 
-/** Largest number of output heads (nFuture) the verifier supports. */
+/**
+ * Largest number of output heads (nFuture) a model may have.
+ *
+ * @example
+ * ```ts
+ * import { MAX_FUTURE } from "@ahead/mtp";
+ * console.log(MAX_FUTURE); // 16
+ * ```
+ */
 export const MAX_FUTURE = 16;
 
 const int = (name: string, min: number, max: number): z.ZodNumber =>
@@ -22,6 +30,15 @@ const int = (name: string, min: number, max: number): z.ZodNumber =>
  * - `headDim` defaults to `dModel / nHeads`; a multiple of 4 (vector loads), at most 256.
  * - `nFuture` is the number of output heads: head 1 predicts t+1, heads 2..nFuture t+2..t+nFuture.
  * - `dtype` is the storage type of the weight matrices; activations are always f32.
+ *
+ * @example
+ * ```ts
+ * import type { ModelConfigInput } from "@ahead/mtp";
+ * const llama1b: ModelConfigInput = {
+ *   vocabSize: 32000, dModel: 2048, nLayers: 16, nHeads: 32, nKvHeads: 8, dFF: 8192,
+ *   maxSeqLen: 2048, nFuture: 4, dtype: "f16",
+ * };
+ * ```
  */
 export interface ModelConfigInput {
   /** Number of token ids, in [2, 2^20]. */
@@ -61,13 +78,8 @@ export type ParsedConfigFields = Omit<ModelConfig, "nKvHeads" | "headDim"> & {
 };
 
 /**
- * The zod schema of a model configuration; {@link parseConfig} adds the cross-field checks.
- *
- * @example
- * ```ts
- * import { ModelConfigSchema } from "@ahead/mtp";
- * console.log(ModelConfigSchema.safeParse({ vocabSize: 0 }).success); // false
- * ```
+ * The zod schema of a model configuration; {@link parseConfig} adds the cross-field checks and
+ * is the public entry point.
  */
 export const ModelConfigSchema: z.ZodType<ParsedConfigFields, z.ZodTypeDef, ModelConfigInput> = z
   .object({

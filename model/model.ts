@@ -13,7 +13,18 @@ import {
   type Weights,
 } from "./weights.ts";
 
-/** Options of {@link createModel}. */
+/**
+ * Options of {@link createModel}.
+ *
+ * @example
+ * ```ts
+ * import type { CreateModelOptions } from "@ahead/mtp";
+ * const options: CreateModelOptions = {
+ *   seed: 42,
+ *   onProgress: (done, total) => console.log(`${Math.round((100 * done) / total)}%`),
+ * };
+ * ```
+ */
 export interface CreateModelOptions {
   /** Seed of the random initialisation (default 0). The same seed gives the same weights. */
   seed?: number;

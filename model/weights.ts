@@ -97,7 +97,16 @@ export interface Placement {
   f16: boolean;
 }
 
-/** The tensors of a model under their checkpoint names, with shapes. Matrices have 2 dims. */
+/**
+ * The tensors of a model under their checkpoint names, with shapes. Matrices have 2 dims.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig, tensorShapes } from "@ahead/mtp";
+ * const c = parseConfig({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 32, nFuture: 1 });
+ * console.log(tensorShapes(c)[1]); // ["model.layers.0.input_layernorm.weight", [32]]
+ * ```
+ */
 export function tensorShapes(c: ModelConfig): [string, number[]][] {
   const d = c.dModel, hd = c.headDim;
   const layer = (p: string): [string, number[]][] => [

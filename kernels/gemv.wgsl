@@ -35,39 +35,71 @@ var<workgroup> partial: array<f32, 4096>;
 
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
-// W[row] . x[r] over the 8 (f16) or 4 (f32) weights of vector i, for query rows r0 .. r0+7.
-struct Dots { lo: vec4f, hi: vec4f }
+// The x (and norm weight g) vectors of K step i for query rows r0 .. r0+ROWS-1, loaded once and
+// applied to every weight row a thread handles (gate, up, a second output row). f16: 8 values
+// per row in a (first 4) and b (last 4); f32: 4 values in a.
+struct X { a: array<vec4f, 8>, b: array<vec4f, 8>, ga: vec4f, gb: vec4f }
 
-fn dots(v: vec4<u32>, xBase: u32, i: u32, k4: u32) -> Dots {
-  var o = Dots(vec4f(0.0), vec4f(0.0));
+fn loadX(xBase: u32, i: u32, k4: u32) -> X {
+  var o: X;
+  o.ga = vec4f(1.0);
+  o.gb = vec4f(1.0);
   if (F16) {
-    var wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y));
-    var wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w));
     if (NORM) {
-      wa *= g[2u * i];
-      wb *= g[2u * i + 1u];
+      o.ga = g[2u * i];
+      o.gb = g[2u * i + 1u];
     }
     let j = xBase + 2u * i;
-    o.lo.x = dot(wa, x[j]) + dot(wb, x[j + 1u]);
-    if (ROWS > 1u) { o.lo.y = dot(wa, x[j + k4]) + dot(wb, x[j + k4 + 1u]); }
-    if (ROWS > 2u) { o.lo.z = dot(wa, x[j + 2u * k4]) + dot(wb, x[j + 2u * k4 + 1u]); }
-    if (ROWS > 3u) { o.lo.w = dot(wa, x[j + 3u * k4]) + dot(wb, x[j + 3u * k4 + 1u]); }
-    if (ROWS > 4u) { o.hi.x = dot(wa, x[j + 4u * k4]) + dot(wb, x[j + 4u * k4 + 1u]); }
-    if (ROWS > 5u) { o.hi.y = dot(wa, x[j + 5u * k4]) + dot(wb, x[j + 5u * k4 + 1u]); }
-    if (ROWS > 6u) { o.hi.z = dot(wa, x[j + 6u * k4]) + dot(wb, x[j + 6u * k4 + 1u]); }
-    if (ROWS > 7u) { o.hi.w = dot(wa, x[j + 7u * k4]) + dot(wb, x[j + 7u * k4 + 1u]); }
+    o.a[0] = x[j];
+    o.b[0] = x[j + 1u];
+    if (ROWS > 1u) { o.a[1] = x[j + k4]; o.b[1] = x[j + k4 + 1u]; }
+    if (ROWS > 2u) { o.a[2] = x[j + 2u * k4]; o.b[2] = x[j + 2u * k4 + 1u]; }
+    if (ROWS > 3u) { o.a[3] = x[j + 3u * k4]; o.b[3] = x[j + 3u * k4 + 1u]; }
+    if (ROWS > 4u) { o.a[4] = x[j + 4u * k4]; o.b[4] = x[j + 4u * k4 + 1u]; }
+    if (ROWS > 5u) { o.a[5] = x[j + 5u * k4]; o.b[5] = x[j + 5u * k4 + 1u]; }
+    if (ROWS > 6u) { o.a[6] = x[j + 6u * k4]; o.b[6] = x[j + 6u * k4 + 1u]; }
+    if (ROWS > 7u) { o.a[7] = x[j + 7u * k4]; o.b[7] = x[j + 7u * k4 + 1u]; }
   } else {
-    var wv = bitcast<vec4f>(v);
-    if (NORM) { wv *= g[i]; }
+    if (NORM) { o.ga = g[i]; }
     let j = xBase + i;
-    o.lo.x = dot(wv, x[j]);
-    if (ROWS > 1u) { o.lo.y = dot(wv, x[j + k4]); }
-    if (ROWS > 2u) { o.lo.z = dot(wv, x[j + 2u * k4]); }
-    if (ROWS > 3u) { o.lo.w = dot(wv, x[j + 3u * k4]); }
-    if (ROWS > 4u) { o.hi.x = dot(wv, x[j + 4u * k4]); }
-    if (ROWS > 5u) { o.hi.y = dot(wv, x[j + 5u * k4]); }
-    if (ROWS > 6u) { o.hi.z = dot(wv, x[j + 6u * k4]); }
-    if (ROWS > 7u) { o.hi.w = dot(wv, x[j + 7u * k4]); }
+    o.a[0] = x[j];
+    if (ROWS > 1u) { o.a[1] = x[j + k4]; }
+    if (ROWS > 2u) { o.a[2] = x[j + 2u * k4]; }
+    if (ROWS > 3u) { o.a[3] = x[j + 3u * k4]; }
+    if (ROWS > 4u) { o.a[4] = x[j + 4u * k4]; }
+    if (ROWS > 5u) { o.a[5] = x[j + 5u * k4]; }
+    if (ROWS > 6u) { o.a[6] = x[j + 6u * k4]; }
+    if (ROWS > 7u) { o.a[7] = x[j + 7u * k4]; }
+  }
+  return o;
+}
+
+// W[row] . x[r] over the 8 (f16) or 4 (f32) weights of one vector, for query rows r0 .. r0+7.
+struct Dots { lo: vec4f, hi: vec4f }
+
+fn dots(v: vec4<u32>, xs: X) -> Dots {
+  var o = Dots(vec4f(0.0), vec4f(0.0));
+  if (F16) {
+    let wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y)) * xs.ga;
+    let wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w)) * xs.gb;
+    o.lo.x = dot(wa, xs.a[0]) + dot(wb, xs.b[0]);
+    if (ROWS > 1u) { o.lo.y = dot(wa, xs.a[1]) + dot(wb, xs.b[1]); }
+    if (ROWS > 2u) { o.lo.z = dot(wa, xs.a[2]) + dot(wb, xs.b[2]); }
+    if (ROWS > 3u) { o.lo.w = dot(wa, xs.a[3]) + dot(wb, xs.b[3]); }
+    if (ROWS > 4u) { o.hi.x = dot(wa, xs.a[4]) + dot(wb, xs.b[4]); }
+    if (ROWS > 5u) { o.hi.y = dot(wa, xs.a[5]) + dot(wb, xs.b[5]); }
+    if (ROWS > 6u) { o.hi.z = dot(wa, xs.a[6]) + dot(wb, xs.b[6]); }
+    if (ROWS > 7u) { o.hi.w = dot(wa, xs.a[7]) + dot(wb, xs.b[7]); }
+  } else {
+    let wv = bitcast<vec4f>(v) * xs.ga;
+    o.lo.x = dot(wv, xs.a[0]);
+    if (ROWS > 1u) { o.lo.y = dot(wv, xs.a[1]); }
+    if (ROWS > 2u) { o.lo.z = dot(wv, xs.a[2]); }
+    if (ROWS > 3u) { o.lo.w = dot(wv, xs.a[3]); }
+    if (ROWS > 4u) { o.hi.x = dot(wv, xs.a[4]); }
+    if (ROWS > 5u) { o.hi.y = dot(wv, xs.a[5]); }
+    if (ROWS > 6u) { o.hi.z = dot(wv, xs.a[6]); }
+    if (ROWS > 7u) { o.hi.w = dot(wv, xs.a[7]); }
   }
   return o;
 }
@@ -136,52 +168,55 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         v1 = w[baseB + i + TPR];
         if (GATED) { t0 = w[baseBUp + i]; t1 = w[baseBUp + i + TPR]; }
       }
-      let d0 = dots(w0, xBase, i, k4);
+      let x0 = loadX(xBase, i, k4);
+      let x1 = loadX(xBase, i + TPR, k4);
+      let d0 = dots(w0, x0);
       aLo += d0.lo;
       aHi += d0.hi;
-      let d1 = dots(w1, xBase, i + TPR, k4);
+      let d1 = dots(w1, x1);
       aLo += d1.lo;
       aHi += d1.hi;
       if (GATED) {
-        let e0 = dots(u0, xBase, i, k4);
+        let e0 = dots(u0, x0);
         aUpLo += e0.lo;
         aUpHi += e0.hi;
-        let e1 = dots(u1, xBase, i + TPR, k4);
+        let e1 = dots(u1, x1);
         aUpLo += e1.lo;
         aUpHi += e1.hi;
       }
       if (RO > 1u && second) {
-        let f0 = dots(v0, xBase, i, k4);
+        let f0 = dots(v0, x0);
         bLo += f0.lo;
         bHi += f0.hi;
-        let f1 = dots(v1, xBase, i + TPR, k4);
+        let f1 = dots(v1, x1);
         bLo += f1.lo;
         bHi += f1.hi;
         if (GATED) {
-          let h0 = dots(t0, xBase, i, k4);
+          let h0 = dots(t0, x0);
           bUpLo += h0.lo;
           bUpHi += h0.hi;
-          let h1 = dots(t1, xBase, i + TPR, k4);
+          let h1 = dots(t1, x1);
           bUpLo += h1.lo;
           bUpHi += h1.hi;
         }
       }
     }
     if (i < perRow) {
-      let d0 = dots(w[baseA + i], xBase, i, k4);
+      let x0 = loadX(xBase, i, k4);
+      let d0 = dots(w[baseA + i], x0);
       aLo += d0.lo;
       aHi += d0.hi;
       if (GATED) {
-        let e0 = dots(w[baseAUp + i], xBase, i, k4);
+        let e0 = dots(w[baseAUp + i], x0);
         aUpLo += e0.lo;
         aUpHi += e0.hi;
       }
       if (RO > 1u && second) {
-        let f0 = dots(w[baseB + i], xBase, i, k4);
+        let f0 = dots(w[baseB + i], x0);
         bLo += f0.lo;
         bHi += f0.hi;
         if (GATED) {
-          let h0 = dots(w[baseBUp + i], xBase, i, k4);
+          let h0 = dots(w[baseBUp + i], x0);
           bUpLo += h0.lo;
           bUpHi += h0.hi;
         }

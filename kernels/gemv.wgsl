@@ -1,13 +1,13 @@
 // Matrix-vector product for a few rows (decode and verify): for r < rows, n < N
 //   y[r, n] = act(W[n, :] . x'[r, :] + b[n]) + res[r, n % resDim]        (each part optional)
 //   where x' = x, or with NORM x' = RMSNorm(x) * g computed on the fly (the norm is fused here)
-//   GATED:  y[r, n] = silu(W[n, :] . x[r, :]) * (W[N + n, :] . x[r, :])  (SwiGLU, W = [gate; up])
+//   GATED:  y[r, n] = silu(W[n, :] . x'[r, :]) * (W[N + n, :] . x'[r, :]) (SwiGLU, W = [gate; up])
 // Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
 // each weight read once for up to 8 query rows; with RO = 2 a thread also owns the next output
-// row, so each load of x serves two rows of W (x traffic, not DRAM, bounds blocks of 2-4 rows). Accumulators live in two vec4 (rows 0-3, 4-7)
+// row, so each x load serves two rows of W. Accumulators live in vec4s (query rows 0-3, 4-7)
 // updated by straight-line code that the ROWS override switches on, so nothing spills to local
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
-// a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS is
+// a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS and RO are
 // (speculative == greedy).
 struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32 }
 @group(0) @binding(0) var<uniform> P: Params;

@@ -17,6 +17,8 @@ import { complete, createModel, type GenerationStats, type Model, replayDrafts }
 import type { ModelConfigInput } from "../model/config.ts";
 import { Session } from "../decode/session.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
+import { encode } from "../kernels/dispatch.ts";
+import { timePasses } from "./timing.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -126,7 +128,7 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   });
   let best = 0;
   for (const groups of [4096, 16384, 65535]) {
-    const ns = await timePasses(gpu, 10, (pass) => {
+    const { medianNs: ns } = await timePasses(gpu, 10, (pass) => {
       pass.setPipeline(pipe);
       pass.setBindGroup(0, bg);
       pass.dispatchWorkgroups(groups);
@@ -136,43 +138,6 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   gpu.free(a);
   gpu.free(b);
   return best; // bytes per ns = GB/s
-}
-
-/** Median GPU time (ns) of `reps` timed passes of `body`. */
-async function timePasses(gpu: Gpu, reps: number, body: (p: GPUComputePassEncoder) => void) {
-  const dev = gpu.device;
-  const qs = dev.createQuerySet({ type: "timestamp", count: 2 * reps });
-  const resolve = dev.createBuffer({
-    size: 16 * reps,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const read = dev.createBuffer({
-    size: 16 * reps,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const enc = dev.createCommandEncoder();
-  for (let r = 0; r < reps; r++) {
-    const pass = enc.beginComputePass({
-      timestampWrites: {
-        querySet: qs,
-        beginningOfPassWriteIndex: 2 * r,
-        endOfPassWriteIndex: 2 * r + 1,
-      },
-    });
-    body(pass);
-    pass.end();
-  }
-  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0);
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps);
-  dev.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const t = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  [qs, resolve, read].forEach((x) => x.destroy());
-  const ns = Array.from({ length: reps }, (_, r) => Number(t[2 * r + 1] - t[2 * r])).sort((x, y) =>
-    x - y
-  );
-  return ns[Math.floor(reps / 2)];
 }
 
 /** Bytes of weight matrices (and norm vectors) one decode step reads. */
@@ -200,14 +165,10 @@ async function profileStep(model: Model, k: number): Promise<[string, number, nu
     const times: number[] = [];
     const reps = 20;
     for (const d of program) {
-      const ns = await timePasses(gpu, 3, (pass) => {
-        for (let r = 0; r < reps; r++) {
-          pass.setPipeline(d.pipeline);
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(...d.workgroups);
-        }
+      const { medianNs } = await timePasses(gpu, 3, (pass) => {
+        for (let r = 0; r < reps; r++) encode(pass, [d]);
       });
-      times.push(ns / reps);
+      times.push(medianNs / reps);
     }
     const byKind = new Map<string, [number, number]>();
     program.forEach((d, i) => {

@@ -12,8 +12,9 @@ import { parseArgs } from "node:util";
 import { createModel } from "../mod.ts";
 import { Session } from "../decode/session.ts";
 import { gemv } from "../kernels/gemv.ts";
-import type { Gpu } from "../gpu/device.ts";
 import { STATE_WORDS } from "../decode/state.ts";
+import { encode } from "../kernels/dispatch.ts";
+import { timePasses } from "./timing.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -41,33 +42,6 @@ const config = args.quick
     dtype: "f16" as const,
   };
 
-async function gpuNs(gpu: Gpu, encodeBody: (enc: GPUCommandEncoder, qs: GPUQuerySet) => void) {
-  const dev = gpu.device;
-  const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
-  const res = dev.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const rd = dev.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const enc = dev.createCommandEncoder();
-  encodeBody(enc, qs);
-  enc.resolveQuerySet(qs, 0, 2, res, 0);
-  enc.copyBufferToBuffer(res, 0, rd, 0, 16);
-  const t0 = performance.now();
-  const cb = enc.finish();
-  const t1 = performance.now();
-  dev.queue.submit([cb]);
-  const t2 = performance.now();
-  await rd.mapAsync(GPUMapMode.READ);
-  const t = new BigUint64Array(rd.getMappedRange().slice(0));
-  rd.unmap();
-  [qs, res, rd].forEach((b) => b.destroy());
-  return { ns: Number(t[1] - t[0]), finishMs: t1 - t0, submitMs: t2 - t1 };
-}
-
 const model = await createModel(config, { seed: 1 });
 const gpu = model.gpu;
 console.log(`GPU: ${gpu.adapterName}`);
@@ -75,31 +49,19 @@ const session = new Session(model, { k: 1, drafts: null, promptLength: 4 });
 session.start([1, 2, 3, 4], { limit: 590, stop: [] });
 const n = session.step.length;
 for (const steps of [1, 16, 64]) {
-  const tEnc0 = performance.now();
   let encodeMs = 0;
-  const r = await gpuNs(gpu, (enc, qs) => {
-    const pass = enc.beginComputePass({
-      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-    });
+  const r = await timePasses(gpu, 1, (pass) => {
     const t = performance.now();
-    for (let s = 0; s < steps; s++) {
-      for (const d of session.step) {
-        pass.setPipeline(d.pipeline);
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(...d.workgroups);
-      }
-    }
-    pass.end();
+    for (let s = 0; s < steps; s++) encode(pass, session.step);
     encodeMs = performance.now() - t;
   });
-  void tEnc0;
   console.log(
     `${steps} steps x ${n} launches: encode ${
       (encodeMs * 1000 / (steps * n)).toFixed(2)
     } us/launch, ` +
       `finish ${r.finishMs.toFixed(2)} ms, submit ${r.submitMs.toFixed(2)} ms, ` +
-      `GPU ${(r.ns / 1e3 / steps).toFixed(1)} us/step = ${
-        (r.ns / 1e3 / (steps * n)).toFixed(2)
+      `GPU ${(r.ns[0] / 1e3 / steps).toFixed(1)} us/step = ${
+        (r.ns[0] / 1e3 / (steps * n)).toFixed(2)
       } us/launch`,
   );
 }
@@ -107,21 +69,11 @@ for (const steps of [1, 16, 64]) {
 const st = new Uint32Array(STATE_WORDS);
 st[3] = 1;
 gpu.write(session.state, st);
-const r = await gpuNs(gpu, (enc, qs) => {
-  const pass = enc.beginComputePass({
-    timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-  });
-  for (let s = 0; s < 64; s++) {
-    for (const d of session.step) {
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(...d.workgroups);
-    }
-  }
-  pass.end();
+const r = await timePasses(gpu, 1, (pass) => {
+  for (let s = 0; s < 64; s++) encode(pass, session.step);
 });
 console.log(
-  `64 steps, all kernels exiting at once: GPU ${(r.ns / 1e3 / (64 * n)).toFixed(2)} us/launch`,
+  `64 steps, all kernels exiting at once: GPU ${(r.ns[0] / 1e3 / (64 * n)).toFixed(2)} us/launch`,
 );
 session.dispose();
 
@@ -161,18 +113,10 @@ for (const [rows, cols, gated] of shapes) {
         tune: { threadsPerRow: tpr, rowsPerThread: ro },
       });
       const reps = 20;
-      const t = await gpuNs(gpu, (enc, qs) => {
-        const pass = enc.beginComputePass({
-          timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-        });
-        for (let i = 0; i < reps; i++) {
-          pass.setPipeline(d.pipeline);
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(...d.workgroups);
-        }
-        pass.end();
+      const t = await timePasses(gpu, 1, (pass) => {
+        for (let i = 0; i < reps; i++) encode(pass, [d]);
       });
-      results.push([`tpr${tpr}/ro${ro}`, rows * cols * 2 / (t.ns / reps)]);
+      results.push([`tpr${tpr}/ro${ro}`, rows * cols * 2 / (t.ns[0] / reps)]);
     }
     console.log(
       `gemv ${rows}x${cols}${gated ? " gated" : ""} k=${k} GB/s: ` +

@@ -2,45 +2,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, f32bits, makeDispatch } from "./dispatch.ts";
 import type { AttentionShape } from "./rope_kv.ts";
 import code from "./attention.wgsl" with { type: "text" };
-import splitCode from "./attention_split.wgsl" with { type: "text" };
 import combineCode from "./attention_combine.wgsl" with { type: "text" };
-
-/** Causal grouped-query attention of `rows` query rows (positions state.pos + r) over the cache. */
-export function attention(
-  gpu: Gpu,
-  o: AttentionShape & {
-    state: GPUBuffer;
-    qkv: GPUBuffer;
-    kCache: GPUBuffer;
-    vCache: GPUBuffer;
-    out: GPUBuffer;
-    rows: number;
-    label?: string;
-  },
-): Dispatch {
-  if (o.headDim > 256) throw new RangeError(`attention supports headDim <= 256, got ${o.headDim}`);
-  return makeDispatch(gpu, {
-    kernel: "attention",
-    code,
-    params: [
-      o.rows,
-      o.nHeads,
-      o.nKvHeads,
-      o.headDim,
-      o.capacity,
-      f32bits(1 / Math.sqrt(o.headDim)),
-    ],
-    buffers: [
-      [o.state, "read"],
-      [o.qkv, "read"],
-      [o.kCache, "read"],
-      [o.vCache, "read"],
-      [o.out, "write"],
-    ],
-    workgroups: [o.nHeads, o.rows],
-    label: o.label ?? "attention",
-  });
-}
 
 /**
  * Chunks a decode attention row is split into for a cache of `capacity` positions: about one per
@@ -52,12 +14,13 @@ export function attentionSplits(capacity: number): number {
 }
 
 /**
- * Decode attention for a few query rows: phase 1 spreads (head, row, chunk of positions) over
- * workgroups into `partial`, phase 2 merges the chunks. Same result as {@link attention}, but
- * fills the GPU when rows are few. `partial` holds rows * nHeads * attentionSplits(capacity) *
- * (2 + headDim) f32.
+ * Causal grouped-query attention of `rows` query rows (row r at position state.pos + r) over the
+ * KV cache. Phase 1 spreads (head, row, chunk of positions) over workgroups into `partial`, phase 2
+ * merges the chunks. A few rows (decode, verify) split each row into `splits` chunks (default
+ * {@link attentionSplits} of the capacity) to fill the GPU; long blocks (prefill) pass `splits: 1`,
+ * their rows are parallelism enough. `partial` holds rows * nHeads * splits * (2 + headDim) f32.
  */
-export function attentionSplit(
+export function attention(
   gpu: Gpu,
   o: AttentionShape & {
     state: GPUBuffer;
@@ -67,18 +30,23 @@ export function attentionSplit(
     partial: GPUBuffer;
     out: GPUBuffer;
     rows: number;
+    /** Chunks per row (at most 32); default attentionSplits(capacity). */
+    splits?: number;
     label?: string;
   },
 ): Dispatch[] {
   if (o.headDim > 256 || o.headDim % 4 !== 0) {
     throw new RangeError(`attention needs headDim <= 256 and a multiple of 4, got ${o.headDim}`);
   }
-  const splits = attentionSplits(o.capacity);
+  const splits = o.splits ?? attentionSplits(o.capacity);
+  if (splits < 1 || splits > 32) {
+    throw new RangeError(`attention: splits must be in [1, 32], got ${splits}`);
+  }
   const label = o.label ?? "attention";
   return [
     makeDispatch(gpu, {
-      kernel: "attention_split",
-      code: splitCode,
+      kernel: "attention",
+      code,
       params: [
         o.rows,
         o.nHeads,

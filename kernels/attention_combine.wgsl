@@ -1,4 +1,4 @@
-// Decode attention, phase 2 of 2: merges the chunks of attention_split.wgsl for one (head, row):
+// Attention, phase 2 of 2: merges the chunks of attention.wgsl for one (head, row):
 // out = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c, over the chunks that hold positions.
 struct Params { rows: u32, nHeads: u32, headDim: u32, capacity: u32, splits: u32 }
 @group(0) @binding(0) var<uniform> P: Params;

@@ -13,7 +13,7 @@ import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { ropeKv } from "../kernels/rope_kv.ts";
-import { attention, attentionSplit, attentionSplits } from "../kernels/attention.ts";
+import { attention, attentionSplits } from "../kernels/attention.ts";
 import { add, swiglu } from "../kernels/elementwise.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LayerWeights, Weights } from "./weights.ts";
@@ -68,7 +68,7 @@ export interface Scratch {
   gu: GPUBuffer;
   /** [rows, dModel] projection before its residual add (tiled path only) */
   tmp: GPUBuffer;
-  /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (blocks of <= 8 rows) */
+  /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (1 split for long blocks) */
   partial: GPUBuffer;
 }
 
@@ -86,7 +86,7 @@ export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number, capacity: n
     ff: f("ff", c.dFF),
     gu: f("gu", tiled ? 2 * c.dFF : 1),
     tmp: f("tmp", tiled ? c.dModel : 1),
-    partial: f("partial", tiled ? 1 : c.nHeads * attentionSplits(capacity) * (2 + c.headDim)),
+    partial: f("partial", c.nHeads * (tiled ? 1 : attentionSplits(capacity)) * (2 + c.headDim)),
   };
 }
 
@@ -237,9 +237,12 @@ export function layer(
       label: `${label}.rope_kv`,
     }),
     // attn = softmax(q K^T / sqrt(hd)) V, causal, grouped-query
-    ...(rows <= GEMV_MAX_ROWS
-      ? attentionSplit(gpu, { ...attn, partial: s.partial })
-      : [attention(gpu, attn)]),
+    // (split over chunks of positions for short blocks, one chunk per row for long ones)
+    ...attention(gpu, {
+      ...attn,
+      partial: s.partial,
+      splits: rows <= GEMV_MAX_ROWS ? attentionSplits(ctx.capacity) : 1,
+    }),
     // mid = x + attn Wo^T
     ...linear(ctx, s, {
       y: s.mid,

@@ -5,7 +5,7 @@ import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { ropeKv, ropeTable } from "../kernels/rope_kv.ts";
-import { attention, attentionSplit, attentionSplits } from "../kernels/attention.ts";
+import { attention, attentionSplits } from "../kernels/attention.ts";
 import { add, selectRow, swiglu } from "../kernels/elementwise.ts";
 import { argmax } from "../kernels/decode_ops.ts";
 import {
@@ -274,8 +274,8 @@ Deno.test("ropeKv() rotates q in place and writes rotated k and v at state.pos +
   assert.ok(Number.isNaN(k[0]), "positions before state.pos are untouched");
 });
 
-/** Runs attention (or the split decode kernels) on random data and compares with the CPU. */
-async function checkAttention(rows: number, pos0: number, capacity: number, split: boolean) {
+/** Runs attention with `splits` chunks per row on random data and compares with the CPU. */
+async function checkAttention(rows: number, pos0: number, capacity: number, splits: number) {
   const gpu = await testGpu();
   const nHeads = 6, nKvHeads = 2, headDim = 72;
   const stride = (nHeads + 2 * nKvHeads) * headDim;
@@ -295,8 +295,8 @@ async function checkAttention(rows: number, pos0: number, capacity: number, spli
     headDim,
     capacity,
   };
-  const partial = poisoned(gpu, rows * nHeads * attentionSplits(capacity) * (2 + headDim));
-  run(gpu, split ? attentionSplit(gpu, { ...o, partial }) : [attention(gpu, o)], "t");
+  const partial = poisoned(gpu, rows * nHeads * splits * (2 + headDim));
+  run(gpu, attention(gpu, { ...o, partial, splits }), "t");
   const q: number[] = [];
   for (let r = 0; r < rows; r++) q.push(...qkv.subarray(r * stride, r * stride + nHeads * headDim));
   const len = pos0 + rows;
@@ -306,24 +306,23 @@ async function checkAttention(rows: number, pos0: number, capacity: number, spli
     headDim,
     pos0,
   });
-  const what = split ? "attentionSplit" : "attention";
-  assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, what);
+  assertClose(await readF32(gpu, out, rows * nHeads * headDim), ref, F32_TOL, `${splits} splits`);
 }
 
-for (const [rows, pos0] of [[1, 0], [1, 130], [5, 61]]) {
-  Deno.test(`attention() matches the CPU reference: ${rows} queries at position ${pos0}, GQA`, () =>
-    checkAttention(rows, pos0, 140, false));
-}
-
-for (
-  const [rows, pos0, capacity] of [[1, 0, 140], [1, 130, 140], [4, 61, 300], [8, 199, 208], [
-    2,
-    900,
-    1030,
-  ]]
-) {
-  Deno.test(`attentionSplit() matches the CPU reference: ${rows} queries at position ${pos0}, ${capacity} slots`, () =>
-    checkAttention(rows, pos0, capacity, true));
+const attentionCases: [number, number, number][] = [
+  [1, 0, 140],
+  [1, 130, 140],
+  [5, 61, 140],
+  [4, 61, 300],
+  [8, 199, 208],
+  [2, 900, 1030],
+  [20, 40, 64], // a prefill-like block, one chunk per row
+];
+for (const [rows, pos0, capacity] of attentionCases) {
+  for (const splits of [1, attentionSplits(capacity)]) {
+    Deno.test(`attention() matches the CPU reference: ${rows} queries at position ${pos0}, ${splits} splits, GQA`, () =>
+      checkAttention(rows, pos0, capacity, splits));
+  }
 }
 
 Deno.test("swiglu(), add() and selectRow() match the CPU reference", async () => {

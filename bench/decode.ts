@@ -14,11 +14,11 @@
  */
 import { parseArgs } from "node:util";
 import { complete, createModel, type GenerationStats, type Model, replayDrafts } from "../mod.ts";
-import type { ModelConfigInput } from "../model/config.ts";
 import { Session } from "../decode/session.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { encode } from "../kernels/dispatch.ts";
 import { timePasses } from "./timing.ts";
+import { benchModels } from "./models.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -40,55 +40,7 @@ if (!Number.isInteger(TOKENS) || TOKENS < 8) {
 }
 const PROMPT = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 250);
 
-const MODELS: Record<string, ModelConfigInput> = args.quick
-  ? {
-    "tiny-a": {
-      vocabSize: 512,
-      dModel: 128,
-      nLayers: 2,
-      nHeads: 4,
-      nKvHeads: 2,
-      dFF: 256,
-      maxSeqLen: TOKENS + 32,
-      nFuture: 4,
-      dtype: "f16",
-    },
-    "tiny-b": {
-      vocabSize: 256,
-      dModel: 64,
-      nLayers: 2,
-      nHeads: 4,
-      nKvHeads: 2,
-      dFF: 128,
-      maxSeqLen: TOKENS + 32,
-      nFuture: 4,
-      dtype: "f16",
-    },
-  }
-  : {
-    "1.1B": {
-      vocabSize: 32000,
-      dModel: 2048,
-      nLayers: 16,
-      nHeads: 32,
-      nKvHeads: 8,
-      dFF: 8192,
-      maxSeqLen: TOKENS + 32,
-      nFuture: 4,
-      dtype: "f16",
-    },
-    "small": {
-      vocabSize: 32000,
-      dModel: 512,
-      nLayers: 8,
-      nHeads: 8,
-      nKvHeads: 4,
-      dFF: 1536,
-      maxSeqLen: TOKENS + 32,
-      nFuture: 4,
-      dtype: "f16",
-    },
-  };
+const MODELS = benchModels(args.quick, TOKENS + 32);
 
 /** GB/s of a large device-to-device copy kernel (vec4, grid-stride), timed with timestamps. */
 async function copyBandwidth(gpu: Gpu): Promise<number> {

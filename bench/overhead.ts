@@ -15,32 +15,14 @@ import { gemv } from "../kernels/gemv.ts";
 import { STATE_WORDS } from "../decode/state.ts";
 import { encode } from "../kernels/dispatch.ts";
 import { timePasses } from "./timing.ts";
+import { benchModels } from "./models.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
   options: { quick: { type: "boolean", default: false } },
 });
-const config = args.quick
-  ? {
-    vocabSize: 512,
-    dModel: 128,
-    nLayers: 2,
-    nHeads: 4,
-    nKvHeads: 2,
-    dFF: 256,
-    maxSeqLen: 600,
-    dtype: "f16" as const,
-  }
-  : {
-    vocabSize: 32000,
-    dModel: 512,
-    nLayers: 8,
-    nHeads: 8,
-    nKvHeads: 4,
-    dFF: 1536,
-    maxSeqLen: 600,
-    dtype: "f16" as const,
-  };
+// The benchmark's small model (tiny-a with --quick), with room for 600 positions.
+const config = benchModels(args.quick, 600)[args.quick ? "tiny-a" : "small"];
 
 const model = await createModel(config, { seed: 1 });
 const gpu = model.gpu;

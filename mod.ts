@@ -3,6 +3,9 @@
  * output heads predicts several tokens per forward pass; a self-speculative verifier keeps the
  * longest prefix the trunk agrees with, so the output is exactly greedy decoding in fewer passes.
  *
+ * This is the stable surface. Building blocks for advanced use (devices, arenas, kernel
+ * launches, head kinds, the decode session) are in `@ahead/mtp/internals`.
+ *
  * @example
  * ```ts
  * import { complete, createModel } from "@ahead/mtp";
@@ -17,44 +20,35 @@
  * ```
  * @module
  */
-export { createGpu, Gpu, type GpuOptions } from "./gpu/device.ts";
 export {
   AbortedError,
+  CheckpointError,
   ConfigError,
   GpuError,
   InvalidInputError,
   ModelStateError,
+  ShapeError,
+  TokenizerError,
   WebGpuUnavailableError,
 } from "./gpu/errors.ts";
+export { MAX_FUTURE } from "./kernels/state.ts";
 export {
-  countParameters,
-  MAX_FUTURE,
+  type DefaultedField,
+  HF_CONFIG_KEYS,
   type ModelConfig,
   type ModelConfigInput,
-  parseConfig,
 } from "./model/config.ts";
-export { createModel, type CreateModelOptions, Model } from "./model/model.ts";
-export { forward } from "./model/forward.ts";
+export { preset, type PresetName, PRESETS } from "./model/presets.ts";
+export type { TensorBytes, TensorData } from "./model/weights.ts";
+export { countParameters, parseConfig, tensorShapes } from "./heads/registry.ts";
 export {
-  type LayerWeights,
-  type MedusaWeights,
-  type Placement,
-  tensorShapes,
-  type Weights,
-} from "./model/weights.ts";
-export type { ForwardContext, KvCache, Scratch } from "./model/trunk.ts";
-export type { Dispatch, Matrix } from "./kernels/dispatch.ts";
-export {
-  complete,
-  type Completion,
-  generate,
-  type GenerateOptions,
-  type GenerationStats,
-} from "./decode/generate.ts";
-export {
-  type AttachedDrafts,
-  type DraftHost,
-  type DraftSource,
-  headDraftSource,
-  replayDrafts,
-} from "./decode/drafts.ts";
+  allocateModel,
+  createModel,
+  type CreateModelOptions,
+  Model,
+  type ModelOptions,
+} from "./heads/model.ts";
+export { forward } from "./heads/forward.ts";
+export { complete, type Completion, generate, type GenerateOptions } from "./decode/generate.ts";
+export type { GenerationStats } from "./decode/stats.ts";
+export { type DraftSource, headDraftSource, replayDrafts } from "./decode/drafts.ts";

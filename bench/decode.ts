@@ -14,9 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { complete, createModel, type GenerationStats, type Model, replayDrafts } from "../mod.ts";
-import { Session } from "../decode/session.ts";
-import { createGpu, type Gpu } from "../gpu/device.ts";
-import { encode } from "../kernels/dispatch.ts";
+import { createGpu, encode, type Gpu, Session } from "../internals.ts";
 import { timePasses } from "./timing.ts";
 import { benchModels } from "./models.ts";
 
@@ -51,8 +49,9 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
     args.quick ? 64 << 20 : 512 << 20,
   );
   const usage = GPUBufferUsage.STORAGE;
-  const a = gpu.buffer("copy src", bytes, usage | GPUBufferUsage.COPY_DST);
-  const b = gpu.buffer("copy dst", bytes, usage);
+  const arena = gpu.arena("copy");
+  const a = arena.buffer("copy src", bytes, usage | GPUBufferUsage.COPY_DST);
+  const b = arena.buffer("copy dst", bytes, usage);
   // Random contents: zero-filled buffers can move faster than real data (memory compression).
   const chunk = new Uint32Array(Math.min(bytes, 16 << 20) / 4);
   let seed = 12345;
@@ -60,7 +59,7 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
     chunk[i] = seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
   }
   for (let off = 0; off < bytes; off += chunk.byteLength) {
-    gpu.write(a, chunk.subarray(0, Math.min(chunk.length, (bytes - off) / 4)), off);
+    arena.write(a, chunk.subarray(0, Math.min(chunk.length, (bytes - off) / 4)), off);
   }
   const module = dev.createShaderModule({
     code: `@group(0) @binding(0) var<storage, read> a: array<vec4f>;
@@ -87,24 +86,30 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
     });
     best = Math.max(best, (2 * bytes) / ns);
   }
-  gpu.free(a);
-  gpu.free(b);
+  arena.dispose();
   return best; // bytes per ns = GB/s
 }
 
-/** Bytes of weight matrices (and norm vectors) one decode step reads. */
+/**
+ * Bytes of weights one decode step reads: every trunk layer, the final norm and the unembedding
+ * (of the embedding only the block's rows, not counted); with heads, every head tensor and the
+ * unembedding once more for the drafts.
+ */
 function weightBytesPerStep(model: Model, withHeads: boolean): number {
-  const w = model.weights;
-  const m = (x: { rows: number; cols: number; f16: boolean }) => x.rows * x.cols * (x.f16 ? 2 : 4);
-  const d4 = model.config.dModel * 4;
-  const layer = (l: (typeof w.layers)[number]) =>
-    m(l.qkv) + m(l.o) + m(l.gateUp) + m(l.down) + 2 * d4;
-  let bytes = w.layers.reduce((s, l) => s + layer(l), 0) + m(w.lmHead) + d4;
+  const c = model.config;
+  const bytes = (name: string) => {
+    const p = model.placements.get(name)!;
+    return p.shape.reduce((a, b) => a * b, 1) * (p.dtype === "f16" ? 2 : 4);
+  };
+  const unembed = bytes(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const names = model.tensorShapes().map(([n]) => n);
+  const trunk = names.filter((n) => n.startsWith("model.layers.") || n === "model.norm.weight");
+  let total = trunk.reduce((s, n) => s + bytes(n), 0) + unembed;
   if (withHeads) {
-    bytes += w.headLayers.reduce((s, l) => s + layer(l), 0) + m(w.lmHead);
-    if (w.medusa) bytes += m(w.medusa.w);
+    const heads = names.filter((n) => !n.startsWith("model.") && n !== "lm_head.weight");
+    total += heads.reduce((s, n) => s + bytes(n), 0) + unembed;
   }
-  return bytes;
+  return total;
 }
 
 /** GPU time per kernel label family over one decode step, each launch in its own timed pass. */

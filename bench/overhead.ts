@@ -10,10 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { createModel } from "../mod.ts";
-import { Session } from "../decode/session.ts";
-import { gemv } from "../kernels/gemv.ts";
-import { STATE_WORDS } from "../decode/state.ts";
-import { encode } from "../kernels/dispatch.ts";
+import { encode, gemv, type Matrix, S, Session } from "../internals.ts";
 import { timePasses } from "./timing.ts";
 import { benchModels } from "./models.ts";
 
@@ -48,9 +45,9 @@ for (const steps of [1, 16, 64]) {
   );
 }
 // The same launches with the done flag set: every kernel returns at once. Pure launch cost.
-const st = new Uint32Array(STATE_WORDS);
-st[3] = 1;
-gpu.write(session.state, st);
+const st = new Uint32Array(S.WORDS);
+st[S.DONE] = 1;
+gpu.device.queue.writeBuffer(session.state.buffer, 0, st);
 const r = await timePasses(gpu, 1, (pass) => {
   for (let s = 0; s < 64; s++) encode(pass, session.step);
 });
@@ -60,7 +57,7 @@ console.log(
 session.dispose();
 
 // gemv sweep on 1.1B shapes: threads per row x rows per thread x unroll, for 1 and 4 query rows.
-const state = gpu.storage("state", STATE_WORDS * 4);
+const arena = gpu.arena("sweep");
 const shapes = [
   [3072, 2048, false],
   [2048, 2048, false],
@@ -76,27 +73,26 @@ for (const [rows, cols, gated] of shapes) {
   // Random weights: all-zero buffers can read faster than real data (memory compression).
   const values = new Uint16Array(rows * cols);
   for (let i = 0; i < values.length; i++) values[i] = 0x2000 + ((i * 2654435761) >>> 20) % 0x3000;
-  const w = { buffer: gpu.storage("w", values), rows, cols, f16: true };
-  const x = gpu.storage("x", 8 * cols * 4);
-  const y = gpu.storage("y", 8 * rows * 4);
+  const outputs = gated ? rows / 2 : rows;
+  const w: Matrix = {
+    outputs,
+    cols,
+    dtype: "f16",
+    gated,
+    parts: [{ buffer: arena.storage("w", values), start: 0, outputs }],
+  };
+  const x = arena.tensor("x", [8, cols]);
+  const y = arena.tensor("y", [8, outputs]);
   for (const k of [1, 4]) {
     const results: [string, number][] = [];
     for (
       const [tpr, ro] of [[8, 1], [16, 1], [32, 1], [64, 1], [8, 2], [16, 2], [32, 2]] as const
     ) {
       if (ro * k > 8 || (k === 1 && ro > 1)) continue;
-      const d = gemv(gpu, {
-        state,
-        x,
-        w,
-        y,
-        rows: k,
-        gated,
-        tune: { threadsPerRow: tpr, rowsPerThread: ro },
-      });
+      const d = gemv(arena, { x, w, y, rows: k, tune: { threadsPerRow: tpr, rowsPerThread: ro } });
       const reps = 20;
       const t = await timePasses(gpu, 1, (pass) => {
-        for (let i = 0; i < reps; i++) encode(pass, [d]);
+        for (let i = 0; i < reps; i++) encode(pass, d);
       });
       results.push([`tpr${tpr}/ro${ro}`, rows * cols * 2 / (t.ns[0] / reps)]);
     }
@@ -105,6 +101,6 @@ for (const [rows, cols, gated] of shapes) {
         results.map(([n, v]) => `${n} ${v.toFixed(0)}`).join(", "),
     );
   }
-  gpu.free(w.buffer);
+  arena.free(w.parts[0].buffer);
 }
 model.dispose();

@@ -1,71 +1,83 @@
 /**
  * One generation's GPU side: the state, token and block buffers, the KV caches, the prefill
- * programs and the step program (forward over a block, verify, draft). Steps are recorded into
- * command buffers ahead of time; nothing in a step needs the host.
+ * programs and the step program (forward over a block, verify, draft), all in the generation's
+ * own arena. Steps are recorded into command buffers ahead of time; nothing in a step needs the
+ * host.
  * @module
  */
+import type { Arena, Tensor } from "../gpu/arena.ts";
 import { type Dispatch, encode } from "../kernels/dispatch.ts";
-import { argmax, verify } from "../kernels/decode_ops.ts";
+import { argmax } from "../kernels/argmax.ts";
 import { ropeTable } from "../kernels/rope_kv.ts";
-import type { Model } from "../model/model.ts";
+import { MAX_FUTURE, NO_TOKEN, S } from "../kernels/state.ts";
+import { type Model, PREFILL_CHUNK } from "../heads/model.ts";
+import type { Block } from "../heads/kind.ts";
 import {
   allocKv,
   allocScratch,
   type ForwardContext,
   type KvCache,
-  type Scratch,
   trunk,
   unembed,
 } from "../model/trunk.ts";
 import type { AttachedDrafts, DraftSource } from "./drafts.ts";
-import { NO_TOKEN, S, STATE_WORDS } from "./state.ts";
+import { verify } from "./verify.ts";
 
-/** Rows of one prefill chunk: long prompts are processed in blocks of this many positions. */
-export const PREFILL_CHUNK = 64;
 const TIMESTAMP_BYTES = 256; // resolveQuerySet writes at 256-byte aligned offsets
 
 /** A readback slot: state and tokens are copied here at the end of a batch of steps. */
 export interface Readback {
+  /** MAP_READ buffer: [timestamps (256 bytes), state words, tokens]. */
   buffer: GPUBuffer;
+  /** Where timestamps are resolved before the copy, when recorded. */
   resolve: GPUBuffer | null;
 }
 
-/** Contents of a readback: timestamps (ns, when available), the state words and the tokens. */
+/** Contents of a readback: timestamps (ns, when recorded), the state words and the tokens. */
 export interface Snapshot {
+  /** GPU time at the start of the batch's pass. */
   gpuBegin: bigint | null;
+  /** GPU time at its end. */
   gpuEnd: bigint | null;
+  /** The decode state after the batch (kernels/state.ts). */
   state: Uint32Array;
+  /** The sequence: prompt, then generated tokens. */
   tokens: Uint32Array;
 }
 
 /** The GPU side of one generation. `dispose()` frees every buffer it made. */
 export class Session {
+  /** The model it decodes. */
   readonly model: Model;
-  /** Rows per block: 1 (greedy) or nFuture (speculative). */
+  /** Rows per block: 1 (greedy) or the speculative block size. */
   readonly k: number;
+  /** Positions the caches hold: maxSeqLen plus room for the last block's extra rows. */
   readonly capacity: number;
+  /** Arena, config, RoPE table; `done` is the state buffer. */
   readonly ctx: ForwardContext;
-  /** [STATE_WORDS] see decode/state.ts */
-  readonly state: GPUBuffer;
-  /** [k] token ids of the current block */
-  readonly ids: GPUBuffer;
-  /** [capacity] the sequence: prompt, then generated tokens */
-  readonly tokens: GPUBuffer;
-  /** [k] the trunk's argmax per block row */
-  readonly picks: GPUBuffer;
-  /** [k, vocab] head-1 logits of the block */
-  readonly logits: GPUBuffer;
-  /** Activations of the decode block. */
-  readonly block: Scratch;
+  /** [S.WORDS] u32: the decode state. */
+  readonly state: Tensor;
+  /** [k] u32: token ids of the current block. */
+  readonly ids: Tensor;
+  /** [k] u32: positions of the current block's rows. */
+  readonly positions: Tensor;
+  /** [capacity] u32: the sequence, prompt then generated tokens. */
+  readonly tokens: Tensor;
+  /** [k] u32: the trunk's argmax per block row. */
+  readonly picks: Tensor;
+  /** [k, vocab]: head-1 logits of the block. */
+  readonly logits: Tensor;
+  /** The trunk's KV caches. */
   readonly kv: KvCache[];
+  /** The draft source's launches, when speculative. */
   readonly drafts: AttachedDrafts | null;
   /** The launches of one decode step. */
   readonly step: Dispatch[];
-  readonly #scope = new Set<GPUBuffer>();
-  readonly #prefill = new Map<number, { ids: GPUBuffer; program: Dispatch[] }>();
+  readonly #arena: Arena;
+  readonly #prefill = new Map<number, { block: Block; program: Dispatch[] }>();
   readonly #querySet: GPUQuerySet | null = null;
-  #disposed = false;
 
+  /** Builds the buffers and the step program; `drafts` is null for greedy decoding. */
   constructor(
     model: Model,
     o: { k: number; drafts: DraftSource | null; promptLength: number; timestamps?: boolean },
@@ -73,56 +85,76 @@ export class Session {
     this.model = model;
     this.k = o.k;
     const c = model.config;
-    const gpu = model.gpu;
+    const a = this.#arena = model.gpu.arena("generation");
     // Rows of the last block may run up to k - 1 positions past maxSeqLen; they are never kept.
-    this.capacity = c.maxSeqLen + c.nFuture;
-    const built = gpu.inScope(this.#scope, () => {
-      const state = gpu.storage("state", STATE_WORDS * 4);
-      const ctx: ForwardContext = {
-        gpu,
-        config: c,
-        state,
-        capacity: this.capacity,
-        rope: gpu.storage("rope", ropeTable(this.capacity, c.headDim, c.ropeTheta)),
-      };
-      const ids = gpu.storage("ids", this.k * 4);
-      const picks = gpu.storage("picks", this.k * 4);
-      const tokens = gpu.storage("tokens", this.capacity * 4);
-      const logits = gpu.storage("logits", this.k * c.vocabSize * 4);
-      const block = allocScratch(gpu, c, this.k, this.capacity);
-      const kv = allocKv(gpu, c, this.capacity, c.nLayers);
-      const drafts = o.drafts?.attach({
-        ctx,
-        weights: model.weights,
-        ids,
-        k: this.k,
-        promptLength: o.promptLength,
-      }) ?? null;
-      const w = model.weights;
-      const step = [
-        ...trunk(ctx, w, { ids, kv, s: block }),
-        ...(drafts?.beforeVerify(block) ?? []),
-        ...unembed(ctx, w, { logits, x: block.h, s: block, label: "head1" }),
-        argmax(gpu, { state, out: picks, logits, rows: this.k, n: c.vocabSize, label: "argmax" }),
-        verify(gpu, { state, picks, ids, tokens, k: this.k }),
-        ...(drafts?.afterVerify(block) ?? []),
-      ];
-      return { state, ctx, ids, picks, tokens, logits, block, kv, drafts, step };
-    });
-    ({
-      state: this.state,
+    this.capacity = c.maxSeqLen + MAX_FUTURE;
+    this.state = a.tensor("state", [S.WORDS], "u32");
+    this.ctx = {
+      arena: a,
+      config: c,
+      capacity: this.capacity,
+      rope: a.tensor(
+        "rope",
+        [this.capacity, c.headDim / 2, 2],
+        "f32",
+        ropeTable(this.capacity, c.headDim, c.ropeTheta),
+      ),
+      done: this.state.buffer,
+    };
+    this.ids = a.tensor("ids", [this.k], "u32");
+    this.positions = a.tensor("positions", [this.k], "u32");
+    this.picks = a.tensor("picks", [this.k], "u32");
+    this.tokens = a.tensor("tokens", [this.capacity], "u32");
+    this.logits = a.tensor("logits", [this.k, c.vocabSize]);
+    this.kv = allocKv(a, c, this.capacity, c.nLayers);
+    this.drafts = o.drafts?.attach({
+      model,
       ctx: this.ctx,
+      state: this.state,
       ids: this.ids,
-      picks: this.picks,
-      tokens: this.tokens,
-      logits: this.logits,
-      block: this.block,
-      kv: this.kv,
-      drafts: this.drafts,
-      step: this.step,
-    } = built);
-    if (o.timestamps && gpu.hasTimestamps) {
-      this.#querySet = gpu.device.createQuerySet({ type: "timestamp", count: 2 });
+      k: this.k,
+      promptLength: o.promptLength,
+    }) ?? null;
+    const block: Block = {
+      s: allocScratch(a, c, this.k, this.capacity),
+      ids: this.ids,
+      positions: this.positions,
+    };
+    const done = this.ctx.done;
+    this.step = [
+      ...trunk(this.ctx, model.trunk, {
+        ids: this.ids,
+        positions: this.positions,
+        kv: this.kv,
+        s: block.s,
+      }),
+      ...(this.drafts?.beforeVerify(block) ?? []),
+      ...unembed(this.ctx, model.trunk, {
+        logits: this.logits,
+        x: block.s.h,
+        s: block.s,
+        label: "head1",
+      }),
+      ...argmax(a, {
+        logits: this.logits,
+        out: this.picks,
+        rows: this.k,
+        n: c.vocabSize,
+        done,
+        label: "argmax",
+      }),
+      ...verify(a, {
+        state: this.state,
+        picks: this.picks,
+        ids: this.ids,
+        tokens: this.tokens,
+        positions: this.positions,
+        k: this.k,
+      }),
+      ...(this.drafts?.afterVerify(block) ?? []),
+    ];
+    if (o.timestamps && model.gpu.hasTimestamps) {
+      this.#querySet = model.gpu.device.createQuerySet({ type: "timestamp", count: 2 });
     }
   }
 
@@ -134,16 +166,22 @@ export class Session {
   #prefillProgram(rows: number) {
     let p = this.#prefill.get(rows);
     if (!p) {
-      const gpu = this.model.gpu;
-      p = gpu.inScope(this.#scope, () => {
-        const ids = gpu.storage(`prefill ids[${rows}]`, rows * 4);
-        const s = allocScratch(gpu, this.model.config, rows, this.capacity);
-        const program = [
-          ...trunk(this.ctx, this.model.weights, { ids, kv: this.kv, s }),
-          ...(this.drafts?.beforeVerify(s) ?? []),
-        ];
-        return { ids, program };
-      });
+      const a = this.#arena;
+      const block: Block = {
+        s: allocScratch(a, this.model.config, rows, this.capacity),
+        ids: a.tensor(`prefill ids[${rows}]`, [rows], "u32"),
+        positions: a.tensor(`prefill positions[${rows}]`, [rows], "u32"),
+      };
+      const program = [
+        ...trunk(this.ctx, this.model.trunk, {
+          ids: block.ids,
+          positions: block.positions,
+          kv: this.kv,
+          s: block.s,
+        }),
+        ...(this.drafts?.beforeVerify(block) ?? []),
+      ];
+      p = { block, program };
       this.#prefill.set(rows, p);
     }
     return p;
@@ -155,45 +193,46 @@ export class Session {
    */
   start(prompt: readonly number[], o: { limit: number; stop: readonly number[] }): void {
     const gpu = this.model.gpu;
+    const a = this.#arena;
     const p = prompt.length;
-    gpu.write(this.tokens, Uint32Array.from(prompt));
-    const state = new Uint32Array(STATE_WORDS);
+    a.write(this.tokens.buffer, Uint32Array.from(prompt));
     for (let pos = 0; pos < p - 1; pos += PREFILL_CHUNK) {
       const rows = Math.min(PREFILL_CHUNK, p - 1 - pos);
-      const { ids, program } = this.#prefillProgram(rows);
-      state[S.POS] = pos;
-      gpu.write(this.state, state);
+      const { block, program } = this.#prefillProgram(rows);
+      // Queue writes are ordered with submits, so chunks of one size can share these buffers.
+      a.write(block.positions.buffer, Uint32Array.from({ length: rows }, (_, i) => pos + i));
       const enc = gpu.device.createCommandEncoder();
-      enc.copyBufferToBuffer(this.tokens, pos * 4, ids, 0, rows * 4);
+      enc.copyBufferToBuffer(this.tokens.buffer, pos * 4, block.ids.buffer, 0, rows * 4);
       const pass = enc.beginComputePass();
       encode(pass, program);
       pass.end();
       gpu.device.queue.submit([enc.finish()]);
     }
-    state[S.POS] = p - 1;
+    const state = new Uint32Array(S.WORDS);
     state[S.LEN] = p;
     state[S.LIMIT] = o.limit;
     state[S.NSTOP] = o.stop.length;
     state.set(o.stop, S.STOP);
-    gpu.write(this.state, state);
+    a.write(this.state.buffer, state);
     const first = [prompt[p - 1], ...(this.drafts?.firstDrafts ?? [])];
-    gpu.write(this.ids, Uint32Array.from(first.map((t) => t ?? NO_TOKEN)));
+    a.write(this.ids.buffer, Uint32Array.from(first.map((t) => t ?? NO_TOKEN)));
+    a.write(this.positions.buffer, Uint32Array.from({ length: this.k }, (_, j) => p - 1 + j));
     gpu.check("prefill");
   }
 
   /** A readback slot for {@link encodeSteps}. */
   readback(): Readback {
-    const gpu = this.model.gpu;
-    return gpu.inScope(this.#scope, () => ({
-      buffer: gpu.buffer(
+    const a = this.#arena;
+    return {
+      buffer: a.buffer(
         "readback",
-        TIMESTAMP_BYTES + (STATE_WORDS + this.capacity) * 4,
+        TIMESTAMP_BYTES + (S.WORDS + this.capacity) * 4,
         GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       ),
       resolve: this.#querySet
-        ? gpu.buffer("timestamps", 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC)
+        ? a.buffer("timestamps", 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC)
         : null,
-    }));
+    };
   }
 
   /** Records `n` decode steps in one compute pass, then copies state and tokens into `slot`. */
@@ -213,12 +252,12 @@ export class Session {
       enc.resolveQuerySet(qs, 0, 2, slot.resolve, 0);
       enc.copyBufferToBuffer(slot.resolve, 0, slot.buffer, 0, 16);
     }
-    enc.copyBufferToBuffer(this.state, 0, slot.buffer, TIMESTAMP_BYTES, STATE_WORDS * 4);
+    enc.copyBufferToBuffer(this.state.buffer, 0, slot.buffer, TIMESTAMP_BYTES, S.WORDS * 4);
     enc.copyBufferToBuffer(
-      this.tokens,
+      this.tokens.buffer,
       0,
       slot.buffer,
-      TIMESTAMP_BYTES + STATE_WORDS * 4,
+      TIMESTAMP_BYTES + S.WORDS * 4,
       this.capacity * 4,
     );
     return enc.finish();
@@ -232,16 +271,14 @@ export class Session {
     return {
       gpuBegin: this.#querySet ? ts[0] : null,
       gpuEnd: this.#querySet ? ts[1] : null,
-      state: new Uint32Array(bytes, TIMESTAMP_BYTES, STATE_WORDS),
-      tokens: new Uint32Array(bytes, TIMESTAMP_BYTES + STATE_WORDS * 4, this.capacity),
+      state: new Uint32Array(bytes, TIMESTAMP_BYTES, S.WORDS),
+      tokens: new Uint32Array(bytes, TIMESTAMP_BYTES + S.WORDS * 4, this.capacity),
     };
   }
 
   /** Frees every buffer this session made. Call only once no submitted work uses them. */
   dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.model.gpu.freeAll(this.#scope);
+    this.#arena.dispose();
     this.#querySet?.destroy();
   }
 }

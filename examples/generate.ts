@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { createModel, generate, type GenerationStats } from "../mod.ts";
+import { createModel, generate, type GenerationStats, preset } from "../mod.ts";
 
 const HELP = `Usage: deno run -A --unstable-webgpu examples/generate.ts [options]
 
@@ -28,15 +28,20 @@ const Args = z.object({
   prompt: z.string().regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "--prompt must be comma-separated token ids")
     .transform((s) => s.split(",").map((t) => Number(t.trim())))
     .refine((ids) => ids.every((t) => t < 256), "--prompt ids must be in [0, 256)"),
-  maxTokens: z.coerce.number().int().min(1, "--max-tokens must be >= 1"),
-  seed: z.coerce.number().int("--seed must be an integer"),
-  heads: z.coerce.number().int().min(1, "--heads must be in [1, 8]").max(
-    8,
-    "--heads must be in [1, 8]",
-  ),
-  mode: z.enum(["speculative", "greedy"], {
-    errorMap: () => ({ message: '--mode must be "speculative" or "greedy"' }),
+  maxTokens: z.coerce.number({ error: "--max-tokens must be an integer" }).int({
+    error: "--max-tokens must be an integer",
+  }).min(1, {
+    error: "--max-tokens must be >= 1",
   }),
+  seed: z.coerce.number({ error: "--seed must be an integer" }).int({
+    error: "--seed must be an integer",
+  }),
+  heads: z.coerce.number({ error: "--heads must be in [1, 8]" }).int({
+    error: "--heads must be in [1, 8]",
+  }).min(1, {
+    error: "--heads must be in [1, 8]",
+  }).max(8, { error: "--heads must be in [1, 8]" }),
+  mode: z.enum(["speculative", "greedy"], { error: '--mode must be "speculative" or "greedy"' }),
 });
 
 function parse(argv: string[]) {
@@ -88,17 +93,11 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const mode = args.heads === 1 ? "greedy" : args.mode;
-  const model = await createModel({
-    vocabSize: 256,
-    dModel: 64,
-    nLayers: 2,
-    nHeads: 4,
-    nKvHeads: 2,
-    dFF: 192,
-    maxSeqLen: args.prompt.length + args.maxTokens, // the KV cache holds exactly this request
-    nFuture: args.heads,
-    headKind: "transformer",
-  }, { seed: args.seed });
+  const model = await createModel(
+    // the KV cache holds exactly this request
+    preset("demo", { maxSeqLen: args.prompt.length + args.maxTokens, nFuture: args.heads }),
+    { seed: args.seed },
+  );
   try {
     console.log(
       `Model: seeded random weights (seed ${args.seed}), ${args.heads} heads, on ${model.adapterName}.\n` +

@@ -1,21 +1,14 @@
 /**
- * Adapter and device acquisition, GPU error capture, the pipeline cache and buffer tracking.
+ * Adapter and device acquisition with the adapter's own limits, GPU error capture, the pipeline
+ * cache and the arenas that own buffers.
  * @module
  */
+import { Arena } from "./arena.ts";
 import { GpuError, WebGpuUnavailableError } from "./errors.ts";
 
-/**
- * Options for {@link createGpu}.
- *
- * @example
- * ```ts
- * import { createGpu, type GpuOptions } from "@ahead/mtp";
- * const options: GpuOptions = { powerPreference: "low-power" };
- * (await createGpu(options)).dispose();
- * ```
- */
+/** Options for {@link createGpu}. */
 export interface GpuOptions {
-  /** Use this device instead of requesting one; it must have been created with enough limits. */
+  /** Use this device instead of requesting one; its limits are checked where they matter. */
   device?: GPUDevice;
   /** Passed to `requestAdapter`. Default "high-performance". */
   powerPreference?: GPUPowerPreference;
@@ -23,17 +16,12 @@ export interface GpuOptions {
 
 const WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
 
+/** The numeric limits of a device, by name (a subset of GPUSupportedLimits). */
+export type Limits = Partial<Record<keyof GPUSupportedLimits, number>>;
+
 /**
  * A WebGPU device plus what the package keeps beside it: a pipeline cache keyed by readable
- * names, and a register of every buffer created through it so that `dispose()` frees them all.
- *
- * @example
- * ```ts
- * import { createGpu } from "@ahead/mtp";
- * const gpu = await createGpu();
- * console.log(gpu.adapterName, gpu.hasTimestamps);
- * gpu.dispose();
- * ```
+ * names, error capture, and the arenas that own every buffer made through it.
  */
 export class Gpu {
   /** The device all work runs on. */
@@ -44,11 +32,12 @@ export class Gpu {
   readonly hasTimestamps: boolean;
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #modules = new Map<string, GPUShaderModule>();
-  readonly #buffers = new Set<GPUBuffer>();
-  #scope: Set<GPUBuffer> | null = null;
+  readonly #arenas = new Set<Arena>();
   readonly #ownsDevice: boolean;
   #firstError: GPUError | null = null;
   #lost: string | null = null;
+  #disposed = false;
+  #notDone: GPUBuffer | null = null;
 
   /** Wraps `device`; `ownsDevice` says whether `dispose()` destroys it. */
   constructor(device: GPUDevice, adapterName: string, ownsDevice: boolean) {
@@ -64,6 +53,11 @@ export class Gpu {
     });
   }
 
+  /** Whether `dispose()` ran. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   /**
    * Throws a {@link GpuError} if the device reported an error since the last check. Called
    * after every submit, so a validation error surfaces in the caller, not as a log line.
@@ -76,6 +70,24 @@ export class Gpu {
     if (err !== null) {
       this.#firstError = null;
       throw new GpuError(`GPU error during ${where}: ${err.message}`);
+    }
+  }
+
+  /**
+   * Throws a {@link GpuError} naming every limit of this device below `needs`, for `what`.
+   * Called when a model is created, so a device made with WebGPU's default limits is refused
+   * up front rather than failing at the first launch.
+   */
+  requireLimits(needs: Limits, what: string): void {
+    const have = this.device.limits as unknown as Record<string, number>;
+    const short = Object.entries(needs).filter(([k, v]) => (have[k] ?? 0) < (v ?? 0));
+    if (short.length > 0) {
+      throw new GpuError(
+        `this device's limits are too low for ${what}: ` +
+          short.map(([k, v]) => `${k} is ${have[k]}, needs ${v}`).join("; ") +
+          ". Create the device with requiredLimits taken from its adapter (createGpu() does), " +
+          "or let createModel request its own device",
+      );
     }
   }
 
@@ -119,77 +131,33 @@ export class Gpu {
     return p;
   }
 
-  /** Creates a buffer that `dispose()` will free. Sizes are rounded up to 16 bytes. */
-  buffer(label: string, size: number, usage: number): GPUBuffer {
-    const b = this.device.createBuffer({
-      label,
-      size: Math.max(16, Math.ceil(size / 16) * 16),
-      usage,
-    });
-    this.#buffers.add(b);
-    this.#scope?.add(b);
-    return b;
+  /** A new arena on this device; {@link dispose} frees it with the rest. */
+  arena(label: string): Arena {
+    const a = new Arena(this, label, (x) => this.#arenas.delete(x));
+    if (this.#disposed) a.dispose();
+    else this.#arenas.add(a);
+    return a;
   }
 
   /**
-   * Runs `build` (synchronously) with every buffer it creates also recorded in `scope`, so that a
-   * generation can free what it made with {@link freeAll} while the model's weights stay.
+   * A u32 buffer holding 0, bound as the `done` flag of launches that run outside a decode loop
+   * (kernels exit at once when word 0 of their `done` buffer is nonzero).
    */
-  inScope<T>(scope: Set<GPUBuffer>, build: () => T): T {
-    const outer = this.#scope;
-    this.#scope = scope;
-    try {
-      return build();
-    } finally {
-      this.#scope = outer;
-    }
+  get notDone(): GPUBuffer {
+    // WebGPU zero-fills new buffers, so this one holds 0 without a write.
+    this.#notDone ??= this.device.createBuffer({
+      label: "not done",
+      size: 16,
+      usage: GPUBufferUsage.STORAGE,
+    });
+    return this.#notDone;
   }
 
-  /** Frees every buffer of `scope`. */
-  freeAll(scope: Set<GPUBuffer>): void {
-    for (const b of scope) this.free(b);
-    scope.clear();
-  }
-
-  /** A storage buffer filled with `data`. */
-  storage(label: string, data: ArrayBufferView | number, extraUsage = 0): GPUBuffer {
-    const size = typeof data === "number" ? data : data.byteLength;
-    const b = this.buffer(
-      label,
-      size,
-      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | extraUsage,
-    );
-    if (typeof data !== "number") this.write(b, data);
-    return b;
-  }
-
-  /** A uniform buffer holding `data` (u32 words). */
-  uniform(label: string, data: Uint32Array): GPUBuffer {
-    const b = this.buffer(label, data.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    this.write(b, data);
-    return b;
-  }
-
-  /** Queues a write of `data` into `buffer` at byte `offset`, padding to 4 bytes. */
-  write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
-    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
-    if (bytes.byteLength % 4 === 0) {
-      this.device.queue.writeBuffer(buffer, offset, bytes);
-    } else {
-      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
-      padded.set(bytes);
-      this.device.queue.writeBuffer(buffer, offset, padded);
-    }
-  }
-
-  /** Frees one buffer created through this object. */
-  free(buffer: GPUBuffer): void {
-    if (this.#buffers.delete(buffer)) buffer.destroy();
-  }
-
-  /** Number of live buffers created through this object (tests use it to find leaks). */
+  /** Number of live buffers in all arenas (tests use it to find leaks). */
   get liveBuffers(): number {
-    return this.#buffers.size;
+    let n = 0;
+    for (const a of this.#arenas) n += a.liveBuffers;
+    return n;
   }
 
   /**
@@ -213,10 +181,12 @@ export class Gpu {
     }
   }
 
-  /** Frees every buffer created through this object, and the device if this object made it. */
+  /** Frees every arena, and the device if this object requested it. */
   dispose(): void {
-    for (const b of this.#buffers) b.destroy();
-    this.#buffers.clear();
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const a of [...this.#arenas]) a.dispose();
+    this.#notDone?.destroy();
     this.#pipelines.clear();
     this.#modules.clear();
     if (this.#ownsDevice) this.device.destroy();
@@ -231,9 +201,9 @@ export class Gpu {
  * @throws {WebGpuUnavailableError} when `navigator.gpu` is missing or no adapter is found.
  * @example
  * ```ts
- * import { createGpu } from "@ahead/mtp";
+ * import { createGpu } from "@ahead/mtp/internals";
  * const gpu = await createGpu({ powerPreference: "high-performance" });
- * console.log(gpu.device.limits.maxStorageBufferBindingSize);
+ * console.log(gpu.adapterName, gpu.device.limits.maxStorageBufferBindingSize);
  * gpu.dispose();
  * ```
  */

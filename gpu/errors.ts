@@ -23,13 +23,6 @@ export class WebGpuUnavailableError extends Error {
 
 /**
  * The GPU rejected work: a validation error, an out-of-memory error or a lost device.
- *
- * @example
- * ```ts
- * import { GpuError } from "@ahead/mtp";
- * const e = new GpuError("validation error in gemv: binding too small");
- * console.log(e.name); // "GpuError"
- * ```
  */
 export class GpuError extends Error {
   /** Always "GpuError". */
@@ -38,16 +31,6 @@ export class GpuError extends Error {
 
 /**
  * A model configuration value is out of range.
- *
- * @example
- * ```ts
- * import { ConfigError, parseConfig } from "@ahead/mtp";
- * try {
- *   parseConfig({ vocabSize: 0 });
- * } catch (e) {
- *   if (e instanceof ConfigError) console.error(e.message); // names the field and the allowed range
- * }
- * ```
  */
 export class ConfigError extends Error {
   /** Always "ConfigError". */
@@ -57,13 +40,6 @@ export class ConfigError extends Error {
 /**
  * An argument to `generate` / `complete` / `forward` is invalid: an empty or too long prompt,
  * token ids outside the vocabulary, `maxTokens` < 1, and the like.
- *
- * @example
- * ```ts
- * import { InvalidInputError } from "@ahead/mtp";
- * const e = new InvalidInputError("maxTokens must be >= 1, got 0");
- * console.log(e instanceof Error); // true
- * ```
  */
 export class InvalidInputError extends Error {
   /** Always "InvalidInputError". */
@@ -72,13 +48,6 @@ export class InvalidInputError extends Error {
 
 /**
  * The generation was stopped through its `AbortSignal`.
- *
- * @example
- * ```ts
- * import { AbortedError } from "@ahead/mtp";
- * const e = new AbortedError("generation aborted after 12 tokens");
- * console.log(e.name); // "AbortedError"
- * ```
  */
 export class AbortedError extends Error {
   /** Always "AbortedError". */
@@ -87,15 +56,44 @@ export class AbortedError extends Error {
 
 /**
  * The model was used after `dispose()`, or while another generation was running on it.
- *
- * @example
- * ```ts
- * import { ModelStateError } from "@ahead/mtp";
- * const e = new ModelStateError("model was disposed");
- * console.log(e.name); // "ModelStateError"
- * ```
  */
 export class ModelStateError extends Error {
   /** Always "ModelStateError". */
   override name = "ModelStateError";
+}
+
+/**
+ * A buffer is too small for a kernel launch or a tensor's data does not fit its shape. Raised
+ * when a program is built, naming the launch, the buffer and both sizes.
+ */
+export class ShapeError extends Error {
+  /** Always "ShapeError". */
+  override name = "ShapeError";
+}
+
+/**
+ * A checkpoint (safetensors file, sharded index, config.json) is malformed or does not fit the
+ * model. The message names the file and, where there is one, the tensor.
+ */
+export class CheckpointError extends Error {
+  /** Always "CheckpointError". */
+  override name = "CheckpointError";
+}
+
+/** A tokenizer or chat template could not be loaded or applied. The message names the file. */
+export class TokenizerError extends Error {
+  /** Always "TokenizerError". */
+  override name = "TokenizerError";
+}
+
+/**
+ * A value as an error message should show it, with its type where the type is the problem:
+ * `5`, `the string "5"`, `null`, `an array of 3`, `an object`.
+ */
+export function describeValue(v: unknown): string {
+  if (typeof v === "string") return `the string ${JSON.stringify(v)}`;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return `a ${typeof v === "object" ? (v.constructor?.name ?? "object") : typeof v}`;
 }

@@ -3,7 +3,7 @@
 // 32k vocabulary is a few rounds of memory latency, not 125.
 struct Params { rows: u32, n: u32, outOffset: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
 @group(0) @binding(2) var<storage, read> logits: array<f32>;   // [rows, n]
 @group(0) @binding(3) var<storage, read_write> out: array<u32>; // [outOffset + rows]
 const WG: u32 = 1024u;
@@ -18,7 +18,7 @@ fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 
 @compute @workgroup_size(1024)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  if (state[S_DONE] != 0u) { return; }
+  if (done[0] != 0u) { return; }
   let row = wid.x * P.n;
   var v = 0.0;
   var idx = NONE;

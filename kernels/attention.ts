@@ -1,8 +1,8 @@
-import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, f32bits, makeDispatch } from "./dispatch.ts";
+import type { Arena, Tensor } from "../gpu/arena.ts";
+import { ShapeError } from "../gpu/errors.ts";
+import { type Dispatch, doneFlag, f32bits, makeDispatch } from "./dispatch.ts";
 import type { AttentionShape } from "./rope_kv.ts";
-import code from "./attention.wgsl" with { type: "text" };
-import combineCode from "./attention_combine.wgsl" with { type: "text" };
+import * as wgsl from "./wgsl.ts";
 
 /**
  * Chunks a decode attention row is split into for a cache of `capacity` positions: about one per
@@ -14,39 +14,45 @@ export function attentionSplits(capacity: number): number {
 }
 
 /**
- * Causal grouped-query attention of `rows` query rows (row r at position state.pos + r) over the
- * KV cache. Phase 1 spreads (head, row, chunk of positions) over workgroups into `partial`, phase 2
- * merges the chunks. A few rows (decode, verify) split each row into `splits` chunks (default
- * {@link attentionSplits} of the capacity) to fill the GPU; long blocks (prefill) pass `splits: 1`,
- * their rows are parallelism enough. `partial` holds rows * nHeads * splits * (2 + headDim) f32.
+ * Causal grouped-query attention of `rows` query rows (row r at positions[r], attending to
+ * positions 0..positions[r]) over the KV cache. Phase 1 spreads (head, row, chunk of positions)
+ * over workgroups into `partial`, phase 2 merges the chunks. A few rows (decode, verify) split
+ * each row into `splits` chunks (default {@link attentionSplits} of the capacity) to fill the
+ * GPU; long blocks (prefill) pass `splits: 1`, their rows are parallelism enough. `partial`
+ * holds rows * nHeads * splits * (2 + headDim) floats.
  */
 export function attention(
-  gpu: Gpu,
+  arena: Arena,
   o: AttentionShape & {
-    state: GPUBuffer;
-    qkv: GPUBuffer;
-    kCache: GPUBuffer;
-    vCache: GPUBuffer;
-    partial: GPUBuffer;
-    out: GPUBuffer;
+    positions: Tensor;
+    qkv: Tensor;
+    kCache: Tensor;
+    vCache: Tensor;
+    partial: Tensor;
+    out: Tensor;
     rows: number;
     /** Chunks per row (at most 32); default attentionSplits(capacity). */
     splits?: number;
+    done?: GPUBuffer;
     label?: string;
   },
 ): Dispatch[] {
+  const label = o.label ?? "attention";
   if (o.headDim > 256 || o.headDim % 4 !== 0) {
-    throw new RangeError(`attention needs headDim <= 256 and a multiple of 4, got ${o.headDim}`);
+    throw new ShapeError(`${label}: headDim must be <= 256 and a multiple of 4, got ${o.headDim}`);
   }
   const splits = o.splits ?? attentionSplits(o.capacity);
   if (splits < 1 || splits > 32) {
-    throw new RangeError(`attention: splits must be in [1, 32], got ${splits}`);
+    throw new ShapeError(`${label}: splits must be in [1, 32], got ${splits}`);
   }
-  const label = o.label ?? "attention";
+  const cache = o.capacity * o.nKvHeads * o.headDim;
+  const partial = o.rows * o.nHeads * splits * (2 + o.headDim);
+  const done = doneFlag(arena.gpu, o.done);
+  const positions = ["positions", o.positions, "read", o.rows] as const;
   return [
-    makeDispatch(gpu, {
+    makeDispatch(arena, {
       kernel: "attention",
-      code,
+      code: wgsl.attention,
       params: [
         o.rows,
         o.nHeads,
@@ -56,21 +62,27 @@ export function attention(
         f32bits(1 / Math.sqrt(o.headDim)),
         splits,
       ],
-      buffers: [
-        [o.state, "read"],
-        [o.qkv, "read"],
-        [o.kCache, "read"],
-        [o.vCache, "read"],
-        [o.partial, "write"],
+      bindings: [
+        done,
+        [...positions],
+        ["qkv", o.qkv, "read", o.rows * (o.nHeads + 2 * o.nKvHeads) * o.headDim],
+        ["kCache", o.kCache, "read", cache],
+        ["vCache", o.vCache, "read", cache],
+        ["partial", o.partial, "write", partial],
       ],
       workgroups: [o.nHeads, o.rows, splits],
       label,
     }),
-    makeDispatch(gpu, {
+    makeDispatch(arena, {
       kernel: "attention_combine",
-      code: combineCode,
+      code: wgsl.attentionCombine,
       params: [o.rows, o.nHeads, o.headDim, o.capacity, splits],
-      buffers: [[o.state, "read"], [o.partial, "read"], [o.out, "write"]],
+      bindings: [
+        done,
+        [...positions],
+        ["partial", o.partial, "read", partial],
+        ["out", o.out, "write", o.rows * o.nHeads * o.headDim],
+      ],
       workgroups: [o.nHeads, o.rows],
       label: `${label}.combine`,
     }),

@@ -1,30 +1,31 @@
 // Attention, phase 1 of 2 (flash-decoding): causal grouped-query attention of a block of query
 // rows, each split over up to `splits` chunks of positions, so that short blocks (decode, verify)
 // still fill the GPU; long blocks (prefill) use one chunk per row. A row attending to
-// len = pos + row + 1 positions uses chunks of C = max(16, ceil(len / splits));
+// len = positions[row] + 1 positions uses chunks of C = max(16, ceil(len / splits));
 // workgroup (head, row, chunk) covers [chunk * C, min((chunk + 1) * C, len)) and writes its
 // running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
 // The chunking depends on len only, so a position gets the same bits in any block.
 struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32, scale: u32, splits: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> state: array<u32>;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;       // [rows, (nHeads + 2 nKvHeads) headDim]; q first
-@group(0) @binding(3) var<storage, read> kCache: array<vec4f>;  // [capacity, nKvHeads, headDim]
-@group(0) @binding(4) var<storage, read> vCache: array<f32>;    // [capacity, nKvHeads, headDim]
-@group(0) @binding(5) var<storage, read_write> part: array<f32>; // [rows, nHeads, splits, 2 + headDim]: m, l, acc
+@group(0) @binding(1) var<storage, read> done: array<u32>;       // [1] nonzero: exit at once
+@group(0) @binding(2) var<storage, read> positions: array<u32>;  // [rows]
+@group(0) @binding(3) var<storage, read> qkv: array<f32>;       // [rows, (nHeads + 2 nKvHeads) headDim]; q first
+@group(0) @binding(4) var<storage, read> kCache: array<vec4f>;  // [capacity, nKvHeads, headDim]
+@group(0) @binding(5) var<storage, read> vCache: array<f32>;    // [capacity, nKvHeads, headDim]
+@group(0) @binding(6) var<storage, read_write> part: array<f32>; // [rows, nHeads, splits, 2 + headDim]: m, l, acc
 const T: u32 = 64u;
 var<workgroup> q: array<vec4f, 64>;
 var<workgroup> scores: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  if (state[S_DONE] != 0u) { return; }
+  if (done[0] != 0u) { return; }
   let h = wid.x;
   let r = wid.y;
   let s = wid.z;
   let hd = P.headDim;
   let hd4 = hd / 4u;
-  let len = min(state[S_POS] + r + 1u, P.capacity);
+  let len = min(positions[r] + 1u, P.capacity);
   let chunk = max(16u, (len + P.splits - 1u) / P.splits);
   let start = s * chunk;
   if (start >= len) { return; }

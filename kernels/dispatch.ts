@@ -1,23 +1,19 @@
 /**
  * What every kernel launcher shares: a dispatch record built once (pipeline, bind group,
- * workgroup counts) and replayed into a compute pass each step.
+ * workgroup counts) after checking that every bound buffer is large enough, and replayed into a
+ * compute pass each step.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import stateHeader from "./state.wgsl" with { type: "text" };
+import { type Arena, numel, type Tensor } from "../gpu/arena.ts";
+import { ShapeError } from "../gpu/errors.ts";
 
-/** How a kernel binds a buffer: read-only or read-write storage. Binding 0 is always the uniform params. */
+/** How a kernel binds a buffer: read-only or read-write storage. Binding 0 is the uniform params. */
 export type Access = "read" | "write";
 
 /**
  * One recorded kernel launch; encoding it is setPipeline + setBindGroup + dispatch. Programs
  * (a decode step, a prefill chunk) are arrays of these, built once and replayed.
- *
- * @example
- * ```ts
- * import type { Dispatch } from "@ahead/mtp";
- * const describe = (program: Dispatch[]) => program.map((d) => d.label).join("\n");
- * ```
  */
 export interface Dispatch {
   /** What the launch computes, e.g. "layers.3.o_proj". */
@@ -30,18 +26,24 @@ export interface Dispatch {
   workgroups: [number, number, number];
 }
 
+/**
+ * A buffer bound to a kernel: its name in messages, the buffer, its access, and how many 4-byte
+ * words the launch touches (checked against the tensor's shape or the buffer's size).
+ */
+export type Bound = [name: string, buffer: Tensor | GPUBuffer, access: Access, words: number];
+
 /** A kernel launch to build: source, specialisation constants, params and bound buffers. */
 export interface KernelCall {
   /** Kernel name, used as the pipeline cache key together with `constants`. */
   kernel: string;
-  /** WGSL source of the kernel (the state header is prepended). */
+  /** WGSL source of the kernel. */
   code: string;
   /** WGSL `override` values. Booleans are passed as 0/1. */
   constants?: Record<string, number | boolean>;
   /** Uniform params, u32 words in the order of the kernel's `Params` struct (f32 via {@link f32bits}). */
   params: number[];
-  /** Buffers for bindings 1.., with their access. */
-  buffers: [GPUBuffer, Access][];
+  /** Buffers for bindings 1.., in order. */
+  bindings: Bound[];
   /** Workgroup counts. */
   workgroups: [number, number?, number?];
   /** What this launch computes, for error messages and profiles. */
@@ -64,19 +66,44 @@ export function grid(n: number): [number, number] {
     : [MAX_WORKGROUPS, Math.ceil(n / MAX_WORKGROUPS)];
 }
 
-/** Builds the pipeline (cached by the Gpu) and a bind group with its own uniform buffer. */
-export function makeDispatch(gpu: Gpu, call: KernelCall): Dispatch {
+function isTensor(b: Tensor | GPUBuffer): b is Tensor {
+  return "shape" in b && "buffer" in b;
+}
+
+/** Throws a {@link ShapeError} if `b` holds fewer than `words` 4-byte words. */
+export function checkSize(label: string, name: string, b: Tensor | GPUBuffer, words: number): void {
+  if (isTensor(b)) {
+    const n = numel(b);
+    if (n < words) {
+      const unit = b.dtype === "u32" ? "u32 words" : "floats";
+      throw new ShapeError(`${label}: ${name} holds ${n} ${unit} ([${b.shape}]), needs ${words}`);
+    }
+  } else if (b.size < words * 4) {
+    throw new ShapeError(`${label}: ${name} holds ${b.size} bytes, needs ${words * 4}`);
+  }
+}
+
+/**
+ * Builds the pipeline (cached by the Gpu) and a bind group with its own uniform buffer, owned by
+ * `arena`. Every buffer is checked against the words the launch touches first.
+ */
+export function makeDispatch(arena: Arena, call: KernelCall): Dispatch {
+  const gpu = arena.gpu;
+  for (const [name, b, , words] of call.bindings) checkSize(call.label, name, b, words);
   const constants: Record<string, number> = {};
   for (const [k, v] of Object.entries(call.constants ?? {})) constants[k] = Number(v);
-  const access = call.buffers.map(([, a]) => a);
-  const pipeline = gpu.pipeline(call.kernel, stateHeader + call.code, access, constants);
-  const params = gpu.uniform(`${call.label} params`, new Uint32Array(call.params));
+  const access = call.bindings.map(([, , a]) => a);
+  const pipeline = gpu.pipeline(call.kernel, call.code, access, constants);
+  const params = arena.uniform(`${call.label} params`, new Uint32Array(call.params));
   const bindGroup = gpu.device.createBindGroup({
     label: call.label,
     layout: pipeline.getBindGroupLayout(0),
     entries: [
       { binding: 0, resource: { buffer: params } },
-      ...call.buffers.map(([buffer], i) => ({ binding: i + 1, resource: { buffer } })),
+      ...call.bindings.map(([, b], i) => ({
+        binding: i + 1,
+        resource: { buffer: isTensor(b) ? b.buffer : b },
+      })),
     ],
   });
   const [x, y = 1, z = 1] = call.workgroups;
@@ -102,22 +129,58 @@ export function run(gpu: Gpu, dispatches: readonly Dispatch[], where: string): v
   gpu.check(where);
 }
 
+/** Storage types of weight matrices. */
+export type WeightDType = "f32" | "f16";
+
 /**
- * A weight matrix on the GPU: `rows` x `cols`, row-major (HF Linear layout: [out, in]).
- *
- * @example
- * ```ts
- * import type { Matrix } from "@ahead/mtp";
- * const bytes = (m: Matrix) => m.rows * m.cols * (m.f16 ? 2 : 4);
- * ```
+ * One buffer of a weight matrix: output rows [start, start + outputs) (for a gated matrix, the
+ * gate rows then the up rows of that range), row-major over `cols`.
  */
-export interface Matrix {
+export interface MatrixPart {
   /** The storage buffer. */
   buffer: GPUBuffer;
-  /** Output features. */
-  rows: number;
-  /** Input features. */
-  cols: number;
-  /** Stored as f16 (packed in pairs) rather than f32. */
-  f16: boolean;
+  /** First output row held. */
+  start: number;
+  /** Output rows held. */
+  outputs: number;
 }
+
+/**
+ * A weight matrix on the GPU in HF Linear layout ([out, in], row-major), split into parts when
+ * it exceeds the device's storage-binding limit; launches over it emit one dispatch per part.
+ */
+export interface Matrix {
+  /** Output features N (a gated matrix has N gate and N up rows). */
+  outputs: number;
+  /** Input features K. */
+  cols: number;
+  /** Storage type: f16 is packed in pairs. */
+  dtype: WeightDType;
+  /** Gate and up projections stacked (SwiGLU), part by part. */
+  gated: boolean;
+  /** The buffers, in output order. */
+  parts: MatrixPart[];
+}
+
+/** Words (4 bytes) of one part of a matrix. */
+export function partWords(m: Matrix, p: MatrixPart): number {
+  const n = p.outputs * (m.gated ? 2 : 1) * m.cols;
+  return m.dtype === "f16" ? Math.ceil(n / 2) : n;
+}
+
+/** The `done` flag of a launch: word 0 nonzero makes it exit at once (default: never done). */
+export function doneFlag(gpu: Gpu, done: GPUBuffer | undefined): Bound {
+  return ["done", done ?? gpu.notDone, "read", 1];
+}
+
+/**
+ * Device limits the kernels need beyond WebGPU's defaults: argmax runs 1024 threads per
+ * workgroup; gemv keeps 4096 partial sums plus 8 norms in workgroup memory and binds 7 storage
+ * buffers.
+ */
+export const KERNEL_LIMITS = {
+  maxComputeInvocationsPerWorkgroup: 1024,
+  maxComputeWorkgroupSizeX: 1024,
+  maxComputeWorkgroupStorageSize: 4096 * 4 + 8 * 4,
+  maxStorageBuffersPerShaderStage: 7,
+} as const;

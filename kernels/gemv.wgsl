@@ -1,7 +1,8 @@
-// Matrix-vector product for a few rows (decode and verify): for r < rows, n < N
-//   y[r, n] = act(W[n, :] . x'[r, :] + b[n]) + res[r, n % resDim]        (each part optional)
+// Matrix-vector product for a few rows (decode and verify) over one part of W (matrices over the
+// binding limit are split by output rows; this part writes columns o = outOffset + n): r < rows,
+//   y[r, o] = act(W[n, :] . x'[r, :] + b[o]) + res[r, o % resDim]        (each part optional)
 //   where x' = x, or with NORM x' = RMSNorm(x) * g computed on the fly (the norm is fused here)
-//   GATED:  y[r, n] = silu(W[n, :] . x'[r, :]) * (W[N + n, :] . x'[r, :]) (SwiGLU, W = [gate; up])
+//   GATED:  y[r, o] = silu(W[n, :] . x'[r, :]) * (W[N + n, :] . x'[r, :]) (SwiGLU, W = [gate; up])
 // Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
 // each weight read once for up to 8 query rows; with RO = 2 a thread also owns the next output
 // row, so each x load serves two rows of W. Accumulators live in vec4s (query rows 0-3, 4-7)
@@ -9,14 +10,14 @@
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
 // a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS and RO are
 // (speculative == greedy).
-struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32 }
+struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // [rows, K]
-@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;  // [N or 2N, K]: f32 bits or 8 f16
-@group(0) @binding(4) var<storage, read> b: array<f32>;        // [N] (BIAS)
+@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;  // [N or 2N, K] (this part): f32 bits or 8 f16
+@group(0) @binding(4) var<storage, read> b: array<f32>;        // [outOffset + N] (BIAS)
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [rows, N]
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [rows, outStride]: columns outOffset..+N
 @group(0) @binding(7) var<storage, read> g: array<vec4f>;      // [K] (NORM)
 override F16: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
@@ -107,7 +108,7 @@ fn dots(v: vec4<u32>, xs: X) -> Dots {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32) {
-  if (state[S_DONE] != 0u) { return; }
+  if (done[0] != 0u) { return; }
   let outs = WG / TPR;  // thread groups per workgroup, RO output rows each
   let o = li / TPR;
   let lane = li % TPR;
@@ -259,10 +260,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         v *= invRms[r];
         su *= invRms[r];
       }
-      if (BIAS) { v += b[nn]; }
+      if (BIAS) { v += b[P.outOffset + nn]; }
       if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + nn % P.resDim]; }
-      y[(r0 + r) * P.n + nn] = v;
+      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
+      y[(r0 + r) * P.outStride + P.outOffset + nn] = v;
     }
   }
 }

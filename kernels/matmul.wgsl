@@ -1,11 +1,12 @@
-// Tiled matrix product for prefill and full forwards: y[m, n] = x[m, :] . W[n, :] for m < M, n < N.
+// Tiled matrix product for prefill and full forwards, over one part of W (see gemv.wgsl):
+// y[m, outOffset + n] = x[m, :] . W[n, :] for m < M, n < N, W starting wOffset elements into w.
 // 64x64 output tile per workgroup, 16-deep K tiles staged in workgroup memory, 4x4 outputs per thread.
-struct Params { m: u32, n: u32, k: u32 }
+struct Params { m: u32, n: u32, k: u32, outOffset: u32, outStride: u32, wOffset: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
 @group(0) @binding(2) var<storage, read> x: array<f32>;        // [M, K]
-@group(0) @binding(3) var<storage, read> w: array<u32>;        // [N, K]: f32 bits or f16 pairs
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N]
+@group(0) @binding(3) var<storage, read> w: array<u32>;        // [wOffset + N K] (this part): f32 bits or f16 pairs
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, outStride]
 override F16: bool = false;
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
@@ -13,14 +14,14 @@ var<workgroup> xs: array<f32, 1024>;  // [KT][TILE]
 var<workgroup> ws: array<f32, 1024>;  // [KT][TILE]
 
 fn weight(n: u32, k: u32) -> f32 {
-  let i = n * P.k + k;
+  let i = P.wOffset + n * P.k + k;
   if (F16) { return unpack2x16float(w[i >> 1u])[i & 1u]; }
   return bitcast<f32>(w[i]);
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  if (state[S_DONE] != 0u) { return; }
+  if (done[0] != 0u) { return; }
   let m0 = wid.y * TILE;
   let n0 = wid.x * TILE;
   let tx = li % 16u;
@@ -51,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     for (var j = 0u; j < 4u; j++) {
       let m = m0 + ty * 4u + i;
       let n = n0 + tx * 4u + j;
-      if (m < P.m && n < P.n) { y[m * P.n + n] = acc[i][j]; }
+      if (m < P.m && n < P.n) { y[m * P.outStride + P.outOffset + n] = acc[i][j]; }
     }
   }
 }

@@ -3,6 +3,7 @@
  * whole-model forward are tested against. Arrays are row-major, like the GPU buffers.
  * @module
  */
+import { ShapeError } from "../gpu/errors.ts";
 
 /** out[r] = table[ids[r]]; ids outside [0, vocab) give zero rows. */
 export function embedRef(table: Float32Array, dim: number, ids: ArrayLike<number>): Float64Array {
@@ -97,21 +98,28 @@ export function ropeRef(v: Float64Array | number[], pos: number, theta: number):
 }
 
 /**
- * Causal grouped-query attention of query rows at positions `pos0 + r` over caches holding
- * positions 0.. : q [rows, nHeads, hd], caches [positions, nKvHeads, hd] -> [rows, nHeads * hd].
+ * Causal grouped-query attention of query rows at positions `positions[r]` (default `pos0 + r`)
+ * over caches holding positions 0.. : q [rows, nHeads, hd], caches [positions, nKvHeads, hd] ->
+ * [rows, nHeads * hd]. Row r attends to positions 0..positions[r].
  */
 export function attentionRef(
   q: ArrayLike<number>,
   kCache: ArrayLike<number>,
   vCache: ArrayLike<number>,
-  o: { nHeads: number; nKvHeads: number; headDim: number; pos0: number },
+  o: {
+    nHeads: number;
+    nKvHeads: number;
+    headDim: number;
+    pos0?: number;
+    positions?: readonly number[];
+  },
 ): Float64Array {
-  const { nHeads, nKvHeads, headDim: hd, pos0 } = o;
+  const { nHeads, nKvHeads, headDim: hd } = o;
   const rows = q.length / (nHeads * hd);
   const out = new Float64Array(rows * nHeads * hd);
   const group = nHeads / nKvHeads;
   for (let r = 0; r < rows; r++) {
-    const len = pos0 + r + 1;
+    const len = (o.positions ? o.positions[r] : (o.pos0 ?? 0) + r) + 1;
     for (let h = 0; h < nHeads; h++) {
       const kvh = Math.floor(h / group);
       const scores = new Float64Array(len);
@@ -136,9 +144,14 @@ export function attentionRef(
   return out;
 }
 
+/** out[outRow] = x[index]: rows of `dim` values. */
+export function gatherRowsRef(x: ArrayLike<number>, dim: number, index: number): Float64Array {
+  return Float64Array.from({ length: dim }, (_, e) => x[index * dim + e]);
+}
+
 /** ||a - b|| / ||b||: the error measure of every GPU-versus-reference test. */
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new RangeError(`length ${a.length} != ${b.length}`);
+  if (a.length !== b.length) throw new ShapeError(`length ${a.length} != ${b.length}`);
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i] - b[i]) ** 2;

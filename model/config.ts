@@ -1,46 +1,16 @@
 /**
- * The model configuration: a zod schema with camelCase fields, and its validation.
+ * The model configuration: one documented list of fields ({@link ModelConfig}) and one table
+ * keyed by it that gives each field its zod schema (validation, defaults and error messages)
+ * and its Hugging Face config.json key ({@link HF_CONFIG_KEYS}, for the loader). The compiler keeps
+ * the two in step; the README's field table is generated from the list by `deno task gen`.
  * @module
  */
 import { z } from "zod";
-import { ConfigError } from "../gpu/errors.ts";
+import { ConfigError, describeValue } from "../gpu/errors.ts";
+import { MAX_FUTURE } from "../kernels/state.ts";
 
-/**
- * Largest number of output heads (nFuture) a model may have.
- *
- * @example
- * ```ts
- * import { MAX_FUTURE } from "@ahead/mtp";
- * console.log(MAX_FUTURE); // 16
- * ```
- */
-export const MAX_FUTURE = 16;
-
-const int = (name: string, min: number, max: number): z.ZodNumber =>
-  z.number({ invalid_type_error: `${name} must be a number` }).int(`${name} must be an integer`)
-    .min(min, `${name} must be in [${min}, ${max}]`).max(
-      max,
-      `${name} must be in [${min}, ${max}]`,
-    );
-
-/**
- * What the user writes: every field of {@link ModelConfig}, the ones with defaults optional.
- *
- * - `nKvHeads` defaults to `nHeads` and must divide it (grouped-query attention).
- * - `headDim` defaults to `dModel / nHeads`; a multiple of 4 (vector loads), at most 256.
- * - `nFuture` is the number of output heads: head 1 predicts t+1, heads 2..nFuture t+2..t+nFuture.
- * - `dtype` is the storage type of the weight matrices; activations are always f32.
- *
- * @example
- * ```ts
- * import type { ModelConfigInput } from "@ahead/mtp";
- * const llama1b: ModelConfigInput = {
- *   vocabSize: 32000, dModel: 2048, nLayers: 16, nHeads: 32, nKvHeads: 8, dFF: 8192,
- *   maxSeqLen: 2048, nFuture: 4, dtype: "f16",
- * };
- * ```
- */
-export interface ModelConfigInput {
+/** A validated configuration with every default and derived size filled in. */
+export interface ModelConfig {
   /** Number of token ids, in [2, 2^20]. */
   vocabSize: number;
   /** Width of the residual stream, a multiple of 8. */
@@ -49,171 +19,160 @@ export interface ModelConfigInput {
   nLayers: number;
   /** Number of query heads. */
   nHeads: number;
-  /** Number of key/value heads (default nHeads); must divide nHeads. */
-  nKvHeads?: number;
-  /** Width of one attention head (default dModel / nHeads), a multiple of 4, at most 256. */
-  headDim?: number;
-  /** Hidden width of the feed-forward block, a multiple of 8. */
-  dFF: number;
-  /** Longest sequence, prompt included. */
-  maxSeqLen: number;
-  /** RoPE base (default 10000). */
-  ropeTheta?: number;
-  /** RMSNorm epsilon (default 1e-5). */
-  normEps?: number;
-  /** Number of output heads, head 1 included (default 4, at most 16). */
-  nFuture?: number;
-  /** Kind of heads 2..nFuture (default "transformer"). */
-  headKind?: "transformer" | "medusa";
-  /** Unembedding shares the embedding matrix (default false). */
-  tieEmbeddings?: boolean;
-  /** Storage type of weight matrices (default "f32"). */
-  dtype?: "f32" | "f16";
-}
-
-/** The schema's output: the config before derived defaults (nKvHeads, headDim) are filled. */
-export type ParsedConfigFields = Omit<ModelConfig, "nKvHeads" | "headDim"> & {
-  nKvHeads?: number;
-  headDim?: number;
-};
-
-/**
- * The zod schema of a model configuration; {@link parseConfig} adds the cross-field checks and
- * is the public entry point.
- */
-export const ModelConfigSchema: z.ZodType<ParsedConfigFields, z.ZodTypeDef, ModelConfigInput> = z
-  .object({
-    vocabSize: int("vocabSize", 2, 1 << 20),
-    dModel: int("dModel", 8, 65536).refine((v) => v % 8 === 0, "dModel must be a multiple of 8"),
-    nLayers: int("nLayers", 1, 256),
-    nHeads: int("nHeads", 1, 256),
-    nKvHeads: int("nKvHeads", 1, 256).optional(),
-    headDim: int("headDim", 4, 256).refine((v) => v % 4 === 0, "headDim must be a multiple of 4")
-      .optional(),
-    dFF: int("dFF", 8, 1 << 18).refine((v) => v % 8 === 0, "dFF must be a multiple of 8"),
-    maxSeqLen: int("maxSeqLen", 2, 1 << 20),
-    ropeTheta: z.number().positive("ropeTheta must be > 0").default(10000),
-    normEps: z.number().positive("normEps must be > 0").max(1, "normEps must be in (0, 1]").default(
-      1e-5,
-    ),
-    nFuture: int("nFuture", 1, MAX_FUTURE).default(4),
-    headKind: z.enum(["transformer", "medusa"], {
-      errorMap: () => ({ message: 'headKind must be "transformer" or "medusa"' }),
-    }).default("transformer"),
-    tieEmbeddings: z.boolean().default(false),
-    dtype: z.enum(["f32", "f16"], {
-      errorMap: () => ({ message: 'dtype must be "f32" or "f16"' }),
-    }).default("f32"),
-  }).strict();
-
-/**
- * A validated configuration with every default filled in.
- *
- * @example
- * ```ts
- * import { parseConfig } from "@ahead/mtp";
- * const config = parseConfig({ vocabSize: 256, dModel: 64, nLayers: 2, nHeads: 4, dFF: 128, maxSeqLen: 128 });
- * console.log(config.headDim, config.nKvHeads, config.nFuture); // 16 4 4
- * ```
- */
-export interface ModelConfig {
-  /** Number of token ids. */
-  vocabSize: number;
-  /** Width of the residual stream (multiple of 8). */
-  dModel: number;
-  /** Number of trunk transformer layers. */
-  nLayers: number;
-  /** Number of query heads. */
-  nHeads: number;
-  /** Number of key/value heads; divides `nHeads`. */
+  /** Number of key/value heads; divides nHeads (grouped-query attention). Default nHeads. */
   nKvHeads: number;
-  /** Width of one attention head (a multiple of 4, at most 256). */
+  /** Width of one attention head, a multiple of 4, at most 256. Default dModel / nHeads. */
   headDim: number;
-  /** Hidden width of the SwiGLU feed-forward block (multiple of 8). */
+  /** Hidden width of the SwiGLU feed-forward block, a multiple of 8. */
   dFF: number;
-  /** Longest sequence (prompt + generated tokens) the KV cache holds. */
+  /** Longest sequence, prompt included: the KV cache holds this many positions. */
   maxSeqLen: number;
-  /** RoPE base frequency (Llama: 10000; Llama 3: 500000). */
+  /** RoPE base frequency (Llama 2: 10000; Llama 3: 500000). Default 10000. */
   ropeTheta: number;
-  /** RMSNorm epsilon. */
+  /** RMSNorm epsilon, in (0, 1]. Default 1e-5. */
   normEps: number;
-  /** Number of output heads, the ordinary next-token head included. */
-  nFuture: number;
-  /** Kind of heads 2..nFuture. */
-  headKind: "transformer" | "medusa";
-  /** Whether the unembedding reuses the token embedding matrix. */
+  /** The unembedding reuses the token embedding matrix. Default false. */
   tieEmbeddings: boolean;
-  /** Storage type of weight matrices. */
+  /** Output heads, head 1 (the next token) included, in [1, 8]. Default 4. */
+  nFuture: number;
+  /** Kind of heads 2..nFuture: "transformer" (Meta MTP) or "medusa". Default "transformer". */
+  headKind: string;
+  /** Storage type of the weight matrices; activations are always f32. Default "f32". */
   dtype: "f32" | "f16";
 }
 
+/** The fields that have defaults (or are derived) and may be left out. */
+export type DefaultedField =
+  | "nKvHeads"
+  | "headDim"
+  | "ropeTheta"
+  | "normEps"
+  | "tieEmbeddings"
+  | "nFuture"
+  | "headKind"
+  | "dtype";
+
+/** What the user writes: a {@link ModelConfig} whose defaulted fields are optional. */
+export type ModelConfigInput =
+  & Omit<ModelConfig, DefaultedField>
+  & Partial<Pick<ModelConfig, DefaultedField>>;
+
+/** How one field is validated and where Hugging Face's config.json keeps it. */
+interface ConfigField {
+  /** Validates the field, fills its default and words its errors. */
+  schema: z.ZodType;
+  /** Its key in HF config.json; null for ahead's own fields (the `ahead` section, or options). */
+  hf: string | null;
+}
+
+const got = (i: { input?: unknown }) => `got ${describeValue(i.input)}`;
+const required = (name: string, what: string) => (i: { input?: unknown }) =>
+  i.input === undefined ? `${name} is required` : `${name} must be ${what}, ${got(i)}`;
+
+function int(name: string, min: number, max: number, multipleOf = 1) {
+  const range = {
+    error: (i: { input?: unknown }) => `${name} must be in [${min}, ${max}], ${got(i)}`,
+  };
+  const s = z.number({ error: required(name, "an integer") })
+    .int({ error: (i) => `${name} must be an integer, ${got(i)}` })
+    .min(min, range)
+    .max(max, range);
+  return multipleOf === 1 ? s : s.multipleOf(multipleOf, {
+    error: (i) => `${name} must be a multiple of ${multipleOf}, ${got(i)}`,
+  });
+}
+
+function positive(name: string, max = Infinity) {
+  const bound = max === Infinity ? "> 0" : `in (0, ${max}]`;
+  return z.number({ error: required(name, "a number") })
+    .positive({ error: (i) => `${name} must be ${bound}, ${got(i)}` })
+    .max(max, { error: (i) => `${name} must be ${bound}, ${got(i)}` });
+}
+
+/** Each field's schema and Hugging Face key; see {@link ModelConfig} for what it means. */
+const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
+  vocabSize: { schema: int("vocabSize", 2, 1 << 20), hf: "vocab_size" },
+  dModel: { schema: int("dModel", 8, 65536, 8), hf: "hidden_size" },
+  nLayers: { schema: int("nLayers", 1, 256), hf: "num_hidden_layers" },
+  nHeads: { schema: int("nHeads", 1, 256), hf: "num_attention_heads" },
+  nKvHeads: { schema: int("nKvHeads", 1, 256).optional(), hf: "num_key_value_heads" },
+  headDim: { schema: int("headDim", 4, 256, 4).optional(), hf: "head_dim" },
+  dFF: { schema: int("dFF", 8, 1 << 18, 8), hf: "intermediate_size" },
+  maxSeqLen: { schema: int("maxSeqLen", 2, 1 << 20), hf: "max_position_embeddings" },
+  ropeTheta: { schema: positive("ropeTheta").default(10000), hf: "rope_theta" },
+  normEps: { schema: positive("normEps", 1).default(1e-5), hf: "rms_norm_eps" },
+  tieEmbeddings: {
+    schema: z.boolean({ error: required("tieEmbeddings", "true or false") }).default(false),
+    hf: "tie_word_embeddings",
+  },
+  nFuture: { schema: int("nFuture", 1, MAX_FUTURE).default(4), hf: null },
+  headKind: {
+    schema: z.string({ error: required("headKind", "a string") }).default("transformer"),
+    hf: null,
+  },
+  dtype: {
+    schema: z.enum(["f32", "f16"], { error: (i) => `dtype must be "f32" or "f16", ${got(i)}` })
+      .default("f32"),
+    hf: null,
+  },
+};
+
+const ConfigSchema = z.strictObject(
+  Object.fromEntries(Object.entries(FIELDS).map(([k, f]) => [k, f.schema])),
+);
+
 /**
- * Validates a configuration and fills in defaults.
- *
- * @throws {ConfigError} naming the field and the allowed range.
- * @example
- * ```ts
- * import { parseConfig } from "@ahead/mtp";
- * const c = parseConfig({ vocabSize: 32000, dModel: 2048, nLayers: 16, nHeads: 32, nKvHeads: 8, dFF: 8192, maxSeqLen: 2048, dtype: "f16" });
- * console.log(c.headDim); // 64
- * ```
+ * Each field's key in Hugging Face's config.json (what a checkpoint loader reads); null for
+ * ahead's own fields, kept in config.json's `ahead` section or given as load options.
  */
-export function parseConfig(input: unknown): ModelConfig {
-  const r = ModelConfigSchema.safeParse(input);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => {
-      const field = i.path.join(".") || "config";
-      if (i.code === "invalid_type" && i.received === "undefined") {
-        return `${field} is required`;
-      }
-      if (i.code === "unrecognized_keys") return `unknown field(s) ${i.keys.join(", ")}`;
-      return `${field}: ${i.message}`;
-    });
+export const HF_CONFIG_KEYS: { readonly [K in keyof ModelConfig]: string | null } = Object
+  .fromEntries(Object.entries(FIELDS).map(([k, f]) => [k, f.hf])) as {
+    [K in keyof ModelConfig]: string | null;
+  };
+
+/**
+ * Validates a configuration and fills in defaults. `headKinds` are the head kinds that exist
+ * (the registry in heads/ passes them; use its `parseConfig`).
+ *
+ * @throws {ConfigError} naming every bad field, the allowed values and what was given.
+ */
+export function parseConfigFields(input: unknown, headKinds: readonly string[]): ModelConfig {
+  const fail = (issues: string[]): never => {
     throw new ConfigError(`Invalid model config: ${issues.join("; ")}`);
+  };
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    fail([`the config must be an object, got ${describeValue(input)}`]);
   }
-  const c = r.data;
+  const r = ConfigSchema.safeParse(input);
+  if (!r.success) {
+    fail(
+      r.error.issues.map((i) =>
+        i.code === "unrecognized_keys" ? `unknown field(s) ${i.keys.join(", ")}` : i.message
+      ),
+    );
+  }
+  // The table's schemas give exactly the fields of ModelConfig (nKvHeads, headDim optional).
+  const c = r.data as Omit<ModelConfig, "nKvHeads" | "headDim"> & Partial<ModelConfig>;
+  if (!headKinds.includes(c.headKind)) {
+    fail([
+      `headKind must be ${headKinds.map((k) => `"${k}"`).join(" or ")}, ` +
+      `got ${describeValue(c.headKind)}`,
+    ]);
+  }
   const nKvHeads = c.nKvHeads ?? c.nHeads;
   if (c.nHeads % nKvHeads !== 0) {
-    throw new ConfigError(
-      `Invalid model config: nKvHeads (${nKvHeads}) must divide nHeads (${c.nHeads})`,
-    );
+    fail([`nKvHeads (${nKvHeads}) must divide nHeads (${c.nHeads})`]);
   }
   let headDim = c.headDim;
   if (headDim === undefined) {
     if (c.dModel % c.nHeads !== 0 || (c.dModel / c.nHeads) % 4 !== 0) {
-      throw new ConfigError(
-        `Invalid model config: dModel (${c.dModel}) / nHeads (${c.nHeads}) must be a multiple ` +
-          `of 4, or set headDim`,
-      );
+      fail([`dModel (${c.dModel}) / nHeads (${c.nHeads}) must be a multiple of 4, or set headDim`]);
     }
     headDim = c.dModel / c.nHeads;
   }
-  if (headDim > 256) {
-    throw new ConfigError(`Invalid model config: headDim (${headDim}) must be at most 256`);
+  if (headDim! > 256) fail([`headDim (${headDim}) must be at most 256`]);
+  if ((c.nHeads * headDim!) % 8 !== 0) {
+    fail([`nHeads * headDim (${c.nHeads * headDim!}) must be a multiple of 8`]);
   }
-  if ((c.nHeads * headDim) % 8 !== 0) {
-    throw new ConfigError(
-      `Invalid model config: nHeads * headDim (${c.nHeads * headDim}) must be a multiple of 8`,
-    );
-  }
-  return { ...c, nKvHeads, headDim };
-}
-
-/**
- * Number of parameters of a model with this configuration, heads included.
- *
- * @example
- * ```ts
- * import { countParameters, parseConfig } from "@ahead/mtp";
- * const c = parseConfig({ vocabSize: 256, dModel: 64, nLayers: 2, nHeads: 4, dFF: 128, maxSeqLen: 64, nFuture: 1 });
- * console.log(countParameters(c));
- * ```
- */
-export function countParameters(c: ModelConfig): number {
-  const attn = c.dModel * (c.nHeads + 2 * c.nKvHeads) * c.headDim +
-    c.nHeads * c.headDim * c.dModel;
-  const layer = attn + 3 * c.dModel * c.dFF + 2 * c.dModel;
-  const head = c.headKind === "transformer" ? layer : c.dModel * c.dModel + c.dModel;
-  return c.vocabSize * c.dModel * (c.tieEmbeddings ? 1 : 2) + c.nLayers * layer + c.dModel +
-    (c.nFuture - 1) * head;
+  return { ...c, nKvHeads, headDim: headDim! };
 }

@@ -1,6 +1,7 @@
 /**
- * The whole model on the CPU in f64, from the same named tensors as the GPU model: the ground
- * truth for tiny configurations. Reads like the equations; speed is not a goal.
+ * The trunk on the CPU in f64, from the same named tensors as the GPU model: the ground truth
+ * for tiny configurations. Reads like the equations; speed is not a goal. The heads' references
+ * live with each head kind (heads/), the whole model's in heads/reference.ts.
  * @module
  */
 import {
@@ -10,16 +11,18 @@ import {
   matmulRef,
   rmsnormRef,
   ropeRef,
-  silu,
   swigluRef,
 } from "../kernels/reference.ts";
+import { InvalidInputError } from "../gpu/errors.ts";
 import type { ModelConfig } from "./config.ts";
 
-type Tensors = ReadonlyMap<string, Float32Array>;
+/** Named tensors (checkpoint names), as the reference reads them. */
+export type Tensors = ReadonlyMap<string, Float32Array>;
 
-function get(t: Tensors, name: string): Float32Array {
+/** The tensor `name`; throws if missing. */
+export function get(t: Tensors, name: string): Float32Array {
   const v = t.get(name);
-  if (!v) throw new RangeError(`reference: missing tensor ${name}`);
+  if (!v) throw new InvalidInputError(`reference: missing tensor ${name}`);
   return v;
 }
 
@@ -68,53 +71,15 @@ export function layerRef(
   return addRef(mid, matmulRef(ff, get(t, `${prefix}.mlp.down_proj.weight`), c.dFF));
 }
 
-/**
- * Logits of every head at every position of `tokens`: [head][position * vocab + id], head 1
- * first, the same layout as {@link forward}.
- */
-export function referenceForward(
-  c: ModelConfig,
-  t: Tensors,
-  tokens: readonly number[],
-): Float64Array[] {
-  const d = c.dModel;
-  let h = embedRef(get(t, "model.embed_tokens.weight"), d, tokens);
+/** The trunk's hidden states (before the final norm) at every position of `tokens`. */
+export function trunkRef(c: ModelConfig, t: Tensors, tokens: readonly number[]): Float64Array {
+  let h = embedRef(get(t, "model.embed_tokens.weight"), c.dModel, tokens);
   for (let l = 0; l < c.nLayers; l++) h = layerRef(c, t, `model.layers.${l}`, h);
-  const norm = get(t, "model.norm.weight");
-  const lm = get(t, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  const unembed = (x: Float64Array) => matmulRef(rmsnormRef(x, norm, d, c.normEps), lm, d);
-  const out = [unembed(h)];
-  for (let j = 0; j < c.nFuture - 1; j++) {
-    if (c.headKind === "transformer") {
-      out.push(unembed(layerRef(c, t, `mtp_heads.${j}`, h)));
-    } else {
-      const u = rmsnormRef(h, norm, d, c.normEps);
-      const lin = matmulRef(u, get(t, `medusa_head.${j}.0.linear.weight`), d);
-      const b = get(t, `medusa_head.${j}.0.linear.bias`);
-      for (let i = 0; i < lin.length; i++) lin[i] = u[i] + silu(lin[i] + b[i % d]);
-      out.push(matmulRef(lin, lm, d));
-    }
-  }
-  return out;
+  return h;
 }
 
-/** Greedy continuation by the reference: argmax of head 1 at the last position, repeated. */
-export function referenceGreedy(
-  c: ModelConfig,
-  t: Tensors,
-  prompt: readonly number[],
-  maxTokens: number,
-): number[] {
-  const seq = [...prompt];
-  const out: number[] = [];
-  for (let i = 0; i < maxTokens && seq.length < c.maxSeqLen; i++) {
-    const logits = referenceForward({ ...c, nFuture: 1 }, t, seq)[0];
-    const v = c.vocabSize;
-    const last = logits.subarray((seq.length - 1) * v, seq.length * v);
-    let best = 0;
-    for (let j = 1; j < v; j++) if (last[j] > last[best]) best = j;
-    seq.push(best);
-    out.push(best);
-  }
-  return out;
+/** logits = RMSNorm(x) W_unembed^T: the shared final norm and unembedding, row by row. */
+export function unembedRef(c: ModelConfig, t: Tensors, x: Float64Array): Float64Array {
+  const lm = get(t, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  return matmulRef(rmsnormRef(x, get(t, "model.norm.weight"), c.dModel, c.normEps), lm, c.dModel);
 }

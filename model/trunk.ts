@@ -1,12 +1,12 @@
 /**
- * The trunk's forward pass as flat lists of kernel launches: a Llama pre-norm layer
- * (RMSNorm, RoPE, grouped-query attention, SwiGLU) over a block of rows at positions
- * state.pos .. state.pos + rows - 1, each launch written output first, then inputs and weights.
- * Blocks of up to 8 rows (decode, verify) use the fused matrix-vector kernel; longer blocks
- * (prefill, full forwards) the tiled matrix product.
+ * The trunk's forward pass as flat lists of kernel launches: a Llama pre-norm layer (RMSNorm,
+ * RoPE, grouped-query attention, SwiGLU) over a block of rows, each row at its own position
+ * (a u32 tensor), each launch written output first, then inputs and weights. Blocks of up to 8
+ * rows (decode, verify) use the fused matrix-vector kernel; longer blocks (prefill, full
+ * forwards) the tiled matrix product.
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import type { Arena, Tensor } from "../gpu/arena.ts";
 import type { Dispatch, Matrix } from "../kernels/dispatch.ts";
 import { embed } from "../kernels/embed.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
@@ -14,67 +14,52 @@ import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { ropeKv } from "../kernels/rope_kv.ts";
 import { attention, attentionSplits } from "../kernels/attention.ts";
-import { add, swiglu } from "../kernels/elementwise.ts";
+import { add } from "../kernels/add.ts";
+import { swiglu } from "../kernels/swiglu.ts";
 import type { ModelConfig } from "./config.ts";
-import type { LayerWeights, Weights } from "./weights.ts";
+import type { LayerWeights, TrunkWeights } from "./weights.ts";
 
-/**
- * What every launch of one forward needs besides its own buffers.
- *
- * @example
- * ```ts
- * import type { ForwardContext } from "@ahead/mtp";
- * const positions = (ctx: ForwardContext) => ctx.capacity;
- * ```
- */
+/** What every launch of one program needs besides its own buffers. */
 export interface ForwardContext {
-  /** Device and buffer registry. */
-  gpu: Gpu;
+  /** Owns the launches' parameter buffers (and whatever the program allocates). */
+  arena: Arena;
   /** The model's configuration. */
   config: ModelConfig;
-  /** The decode state (position, done flag, ...), see decode/state.ts. */
-  state: GPUBuffer;
   /** RoPE cos/sin table: [capacity, headDim/2, 2]. */
-  rope: GPUBuffer;
+  rope: Tensor;
   /** Positions each KV cache holds. */
   capacity: number;
+  /** Word 0 nonzero makes every launch exit at once (the decode loop's stop flag); optional. */
+  done?: GPUBuffer;
 }
 
-/**
- * Activations of a block of `rows` rows.
- *
- * @example
- * ```ts
- * import type { Scratch } from "@ahead/mtp";
- * const residual = (s: Scratch) => s.h;
- * ```
- */
+/** Activations of a block of `rows` rows. */
 export interface Scratch {
   /** Rows of the block. */
   rows: number;
   /** [rows, dModel] the residual stream */
-  h: GPUBuffer;
+  h: Tensor;
   /** [rows, dModel] the residual stream between attention and feed-forward */
-  mid: GPUBuffer;
+  mid: Tensor;
   /** [rows, dModel] normed input of a sub-block */
-  xn: GPUBuffer;
+  xn: Tensor;
   /** [rows, (nHeads + 2 nKvHeads) headDim] fused q, k, v */
-  qkv: GPUBuffer;
+  qkv: Tensor;
   /** [rows, nHeads headDim] attention output */
-  attn: GPUBuffer;
+  attn: Tensor;
   /** [rows, dFF] SwiGLU output */
-  ff: GPUBuffer;
+  ff: Tensor;
   /** [rows, 2 dFF] gate and up projections (tiled path only) */
-  gu: GPUBuffer;
+  gu: Tensor;
   /** [rows, dModel] projection before its residual add (tiled path only) */
-  tmp: GPUBuffer;
+  tmp: Tensor;
   /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (1 split for long blocks) */
-  partial: GPUBuffer;
+  partial: Tensor;
 }
 
 /** Allocates the activations of a block of `rows` rows attending over `capacity` positions. */
-export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number, capacity: number): Scratch {
-  const f = (name: string, n: number) => gpu.storage(`${name}[${rows}]`, rows * n * 4);
+export function allocScratch(a: Arena, c: ModelConfig, rows: number, capacity: number): Scratch {
+  const f = (name: string, n: number) => a.tensor(`${name}[${rows}]`, [rows, n]);
   const tiled = rows > GEMV_MAX_ROWS;
   return {
     rows,
@@ -90,131 +75,114 @@ export function allocScratch(gpu: Gpu, c: ModelConfig, rows: number, capacity: n
   };
 }
 
-/**
- * The KV cache of one layer.
- *
- * @example
- * ```ts
- * import type { KvCache } from "@ahead/mtp";
- * const free = (kv: KvCache) => { kv.k.destroy(); kv.v.destroy(); };
- * ```
- */
+/** The KV cache of one layer. */
 export interface KvCache {
   /** [capacity, nKvHeads, headDim] */
-  k: GPUBuffer;
+  k: Tensor;
   /** [capacity, nKvHeads, headDim] */
-  v: GPUBuffer;
+  v: Tensor;
 }
 
 /** Allocates `n` layers of KV cache for `capacity` positions. */
-export function allocKv(gpu: Gpu, c: ModelConfig, capacity: number, n: number): KvCache[] {
-  const bytes = capacity * c.nKvHeads * c.headDim * 4;
+export function allocKv(a: Arena, c: ModelConfig, capacity: number, n: number): KvCache[] {
+  const shape = [capacity, c.nKvHeads, c.headDim];
   return Array.from({ length: n }, (_, l) => ({
-    k: gpu.storage(`k cache ${l}`, bytes),
-    v: gpu.storage(`v cache ${l}`, bytes),
+    k: a.tensor(`k cache ${l}`, shape),
+    v: a.tensor(`v cache ${l}`, shape),
   }));
 }
 
 /** y = x W^T for `rows` rows, with the kernel that suits the block size. */
 export function project(
   ctx: ForwardContext,
-  o: { y: GPUBuffer; x: GPUBuffer; w: Matrix; rows: number; label: string },
-): Dispatch {
-  const { gpu, state } = ctx;
+  o: { y: Tensor; x: Tensor; w: Matrix; rows: number; label: string },
+): Dispatch[] {
   const f = o.rows <= GEMV_MAX_ROWS ? gemv : matmul;
-  return f(gpu, { state, rows: o.rows, y: o.y, x: o.x, w: o.w, label: o.label });
+  return f(ctx.arena, { ...o, done: ctx.done });
 }
 
-/** y = x W^T (+ residual), with the kernel that suits the block size. */
-function linear(
+/** y = x W^T + residual, with the kernel that suits the block size. */
+function linearResidual(
   ctx: ForwardContext,
   s: Scratch,
-  o: { y: GPUBuffer; x: GPUBuffer; w: Matrix; residual?: GPUBuffer; label: string },
+  o: { y: Tensor; x: Tensor; w: Matrix; residual: Tensor; label: string },
 ): Dispatch[] {
-  const { gpu, state } = ctx;
+  const { arena, done } = ctx;
   const rows = s.rows;
-  if (!o.residual) return [project(ctx, { ...o, rows })];
-  if (rows <= GEMV_MAX_ROWS) {
-    return [
-      gemv(gpu, { state, rows, y: o.y, x: o.x, w: o.w, residual: o.residual, label: o.label }),
-    ];
-  }
+  if (rows <= GEMV_MAX_ROWS) return gemv(arena, { ...o, rows, done });
   return [
-    matmul(gpu, { state, rows, y: s.tmp, x: o.x, w: o.w, label: o.label }),
-    add(gpu, { state, out: o.y, a: o.residual, b: s.tmp, n: rows * o.w.rows, label: o.label }),
+    ...matmul(arena, { rows, y: s.tmp, x: o.x, w: o.w, done, label: o.label }),
+    ...add(arena, {
+      out: o.y,
+      a: o.residual,
+      b: s.tmp,
+      n: rows * o.w.outputs,
+      done,
+      label: o.label,
+    }),
   ];
 }
 
 /**
- * y = RMSNorm(x) g W^T, or with `gated` y = silu(xn Wgate^T) * (xn Wup^T) (SwiGLU). Short blocks
- * fuse the norm into the matrix-vector kernel; long blocks normalise into s.xn first.
+ * y = RMSNorm(x) g W^T, or for a gated W, y = silu(xn Wgate^T) * (xn Wup^T) (SwiGLU). Short
+ * blocks fuse the norm into the matrix-vector kernel; long blocks normalise into s.xn first.
  */
-function normLinear(
+export function normLinear(
   ctx: ForwardContext,
   s: Scratch,
-  o: { y: GPUBuffer; x: GPUBuffer; norm: GPUBuffer; w: Matrix; gated?: boolean; label: string },
+  o: { y: Tensor; x: Tensor; norm: Tensor; w: Matrix; label: string },
 ): Dispatch[] {
-  const { gpu, state, config: c } = ctx;
+  const { arena, done, config: c } = ctx;
   const rows = s.rows;
   if (rows <= GEMV_MAX_ROWS) {
-    return [gemv(gpu, {
-      state,
+    return gemv(arena, {
       rows,
       y: o.y,
       x: o.x,
       w: o.w,
-      gated: o.gated,
       norm: { weight: o.norm, eps: c.normEps },
+      done,
       label: o.label,
-    })];
+    });
   }
-  const norm = rmsnorm(gpu, {
-    state,
+  const dim = o.w.cols;
+  const norm = rmsnorm(arena, {
     rows,
     out: s.xn,
     x: o.x,
     weight: o.norm,
-    dim: c.dModel,
+    dim,
     eps: c.normEps,
+    done,
     label: `${o.label}.norm`,
   });
-  if (!o.gated) {
-    return [norm, matmul(gpu, { state, rows, y: o.y, x: s.xn, w: o.w, label: o.label })];
+  if (!o.w.gated) {
+    return [...norm, ...matmul(arena, { rows, y: o.y, x: s.xn, w: o.w, done, label: o.label })];
   }
   return [
-    norm,
-    matmul(gpu, { state, rows, y: s.gu, x: s.xn, w: o.w, label: o.label }),
-    swiglu(gpu, { state, rows, out: o.y, gu: s.gu, n: o.w.rows / 2, label: o.label }),
+    ...norm,
+    ...matmul(arena, { rows, y: s.gu, x: s.xn, w: o.w, done, label: o.label }),
+    ...swiglu(arena, { rows, out: o.y, gu: s.gu, n: o.w.outputs, done, label: o.label }),
   ];
 }
 
 /**
- * One pre-norm Llama layer over the block: output = layer(input).
+ * One pre-norm Llama layer over the block: output = layer(input), rows at `positions`.
  * `output` may be `input` (the trunk updates its residual stream in place).
  */
 export function layer(
   ctx: ForwardContext,
   w: LayerWeights,
-  o: { output: GPUBuffer; input: GPUBuffer; kv: KvCache; s: Scratch; label: string },
+  o: { output: Tensor; input: Tensor; positions: Tensor; kv: KvCache; s: Scratch; label: string },
 ): Dispatch[] {
-  const { gpu, state, config: c } = ctx;
-  const { s, kv, label } = o;
+  const { arena, done, config: c } = ctx;
+  const { s, kv, label, positions } = o;
   const rows = s.rows;
   const shape = {
     nHeads: c.nHeads,
     nKvHeads: c.nKvHeads,
     headDim: c.headDim,
     capacity: ctx.capacity,
-  };
-  const attn = {
-    state,
-    rows,
-    ...shape,
-    out: s.attn,
-    qkv: s.qkv,
-    kCache: kv.k,
-    vCache: kv.v,
-    label: `${label}.attention`,
   };
   return [
     // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T
@@ -226,25 +194,34 @@ export function layer(
       label: `${label}.qkv_proj`,
     }),
     // q, k = RoPE(q, k, pos); cache[pos] = k, v
-    ropeKv(gpu, {
-      state,
-      rows,
+    ...ropeKv(arena, {
       ...shape,
+      rows,
+      positions,
       qkv: s.qkv,
       kCache: kv.k,
       vCache: kv.v,
       rope: ctx.rope,
+      done,
       label: `${label}.rope_kv`,
     }),
-    // attn = softmax(q K^T / sqrt(hd)) V, causal, grouped-query
+    // attn = softmax(q K^T / sqrt(hd)) V over positions 0..pos, grouped-query
     // (split over chunks of positions for short blocks, one chunk per row for long ones)
-    ...attention(gpu, {
-      ...attn,
+    ...attention(arena, {
+      ...shape,
+      rows,
+      positions,
+      out: s.attn,
+      qkv: s.qkv,
+      kCache: kv.k,
+      vCache: kv.v,
       partial: s.partial,
       splits: rows <= GEMV_MAX_ROWS ? attentionSplits(ctx.capacity) : 1,
+      done,
+      label: `${label}.attention`,
     }),
     // mid = x + attn Wo^T
-    ...linear(ctx, s, {
+    ...linearResidual(ctx, s, {
       y: s.mid,
       x: s.attn,
       w: w.o,
@@ -257,11 +234,10 @@ export function layer(
       x: s.mid,
       norm: w.postNorm,
       w: w.gateUp,
-      gated: true,
       label: `${label}.gate_up_proj`,
     }),
     // out = mid + ff Wdown^T
-    ...linear(ctx, s, {
+    ...linearResidual(ctx, s, {
       y: o.output,
       x: s.ff,
       w: w.down,
@@ -274,34 +250,39 @@ export function layer(
 /** s.h = trunk(embed(ids[idsOffset ..])): the hidden states before the final norm. */
 export function trunk(
   ctx: ForwardContext,
-  w: Weights,
-  o: { ids: GPUBuffer; idsOffset?: number; kv: KvCache[]; s: Scratch },
+  w: TrunkWeights,
+  o: { ids: Tensor; idsOffset?: number; positions: Tensor; kv: KvCache[]; s: Scratch },
 ): Dispatch[] {
-  const { gpu, state } = ctx;
   const s = o.s;
-  const out: Dispatch[] = [
+  return [
     // h = E[ids]
-    embed(gpu, {
-      state,
+    ...embed(ctx.arena, {
       rows: s.rows,
       out: s.h,
       ids: o.ids,
       idsOffset: o.idsOffset,
       table: w.embed,
+      done: ctx.done,
       label: "embed_tokens",
     }),
+    ...w.layers.flatMap((lw, l) =>
+      layer(ctx, lw, {
+        output: s.h,
+        input: s.h,
+        positions: o.positions,
+        kv: o.kv[l],
+        s,
+        label: `layers.${l}`,
+      })
+    ),
   ];
-  w.layers.forEach((lw, l) => {
-    out.push(...layer(ctx, lw, { output: s.h, input: s.h, kv: o.kv[l], s, label: `layers.${l}` }));
-  });
-  return out;
 }
 
 /** logits = RMSNorm(x) W_unembed^T for `rows` rows of x: the shared final norm and unembedding. */
 export function unembed(
   ctx: ForwardContext,
-  w: Weights,
-  o: { logits: GPUBuffer; x: GPUBuffer; s: Scratch; label: string },
+  w: TrunkWeights,
+  o: { logits: Tensor; x: Tensor; s: Scratch; label: string },
 ): Dispatch[] {
   return normLinear(ctx, o.s, {
     y: o.logits,

@@ -1,115 +1,69 @@
 /**
- * Weights: the tensor list under Hugging Face Llama names, where each tensor lives on the GPU
- * (q/k/v and gate/up are fused into one matrix each, so a decode step reads them in one pass),
- * and a seeded random initialisation.
+ * Weights: the trunk's tensors under Hugging Face Llama names, where each named tensor lives on
+ * the GPU (q/k/v and gate/up are fused into one matrix each, so a decode step reads them in one
+ * pass; a matrix over the storage-binding limit is split by rows into parts), uploads that take
+ * f32, f16 or bf16 data as a checkpoint stores it, and a seeded random initialisation.
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
-import { ConfigError } from "../gpu/errors.ts";
-import type { Matrix } from "../kernels/dispatch.ts";
+import type { Arena, Tensor } from "../gpu/arena.ts";
+import { InvalidInputError, ShapeError } from "../gpu/errors.ts";
+import type { Matrix, MatrixPart, WeightDType } from "../kernels/dispatch.ts";
 import type { ModelConfig } from "./config.ts";
 
-/**
- * Weights of one Llama transformer layer (trunk layer or Meta-style MTP head).
- *
- * @example
- * ```ts
- * import type { LayerWeights } from "@ahead/mtp";
- * const qkvRows = (w: LayerWeights) => w.qkv.rows;
- * ```
- */
+/** Weights of one Llama transformer layer (a trunk layer, or a Meta-style MTP head). */
 export interface LayerWeights {
   /** input_layernorm: [dModel] */
-  inputNorm: GPUBuffer;
+  inputNorm: Tensor;
   /** q_proj; k_proj; v_proj stacked: [(nHeads + 2 nKvHeads) headDim, dModel] */
   qkv: Matrix;
   /** o_proj: [dModel, nHeads headDim] */
   o: Matrix;
   /** post_attention_layernorm: [dModel] */
-  postNorm: GPUBuffer;
-  /** gate_proj; up_proj stacked: [2 dFF, dModel] */
+  postNorm: Tensor;
+  /** gate_proj and up_proj, gated: [2 dFF, dModel] */
   gateUp: Matrix;
   /** down_proj: [dModel, dFF] */
   down: Matrix;
 }
 
-/**
- * Medusa heads 2..nFuture, stacked: y_j = u + silu(W_j u + b_j).
- *
- * @example
- * ```ts
- * import type { MedusaWeights } from "@ahead/mtp";
- * const heads = (m: MedusaWeights) => m.w.rows / m.w.cols;
- * ```
- */
-export interface MedusaWeights {
-  /** medusa_head.{j}.0.linear.weight stacked: [(nFuture - 1) dModel, dModel] */
-  w: Matrix;
-  /** medusa_head.{j}.0.linear.bias stacked: [(nFuture - 1) dModel] */
-  bias: GPUBuffer;
-}
-
-/**
- * Every weight of a model, on the GPU.
- *
- * @example
- * ```ts
- * import { createModel } from "@ahead/mtp";
- * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 2, dFF: 64, maxSeqLen: 32 });
- * console.log(model.weights.layers.length); // 2
- * model.dispose();
- * ```
- */
-export interface Weights {
+/** The trunk's weights on the GPU; heads 2..n keep their own (see heads/). */
+export interface TrunkWeights {
   /** model.embed_tokens.weight: [vocabSize, dModel] */
   embed: Matrix;
-  /** model.layers.{l}.*: the trunk */
+  /** model.layers.{l}.* */
   layers: LayerWeights[];
   /** model.norm.weight: [dModel], the final norm shared by all heads */
-  norm: GPUBuffer;
+  norm: Tensor;
   /** lm_head.weight: [vocabSize, dModel] (the embedding when tied), shared by all heads */
   lmHead: Matrix;
-  /** mtp_heads.{j}.*: one layer per head 2..nFuture when headKind is "transformer" */
-  headLayers: LayerWeights[];
-  /** medusa_head.*: when headKind is "medusa" */
-  medusa: MedusaWeights | null;
 }
 
-/**
- * Where a named tensor lives: a buffer, an element offset into it, and its shape.
- *
- * @example
- * ```ts
- * import { createModel } from "@ahead/mtp";
- * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 32 });
- * console.log(model.placements.get("model.layers.0.self_attn.k_proj.weight")?.offset); // 1024
- * model.dispose();
- * ```
- */
-export interface Placement {
-  /** The buffer holding it (fused tensors share one). */
+/** A run of rows of a named tensor: rows [row, row + rows) live at `offset` elements into `buffer`. */
+export interface Segment {
+  /** The buffer holding them. */
   buffer: GPUBuffer;
-  /** Offset in elements. */
+  /** Element offset in the buffer. */
   offset: number;
-  /** Shape, e.g. [out, in] for a matrix. */
-  shape: number[];
-  /** Stored as f16 (matrices of an f16 model); vectors are always f32. */
-  f16: boolean;
+  /** First row of the tensor. */
+  row: number;
+  /** Rows in this run. */
+  rows: number;
 }
 
-/**
- * The tensors of a model under their checkpoint names, with shapes. Matrices have 2 dims.
- *
- * @example
- * ```ts
- * import { parseConfig, tensorShapes } from "@ahead/mtp";
- * const c = parseConfig({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 32, nFuture: 1 });
- * console.log(tensorShapes(c)[1]); // ["model.layers.0.input_layernorm.weight", [32]]
- * ```
- */
-export function tensorShapes(c: ModelConfig): [string, number[]][] {
+/** Where a named checkpoint tensor lives on the GPU. */
+export interface Placement {
+  /** Shape, e.g. [out, in] for a matrix, [n] for a vector. */
+  shape: number[];
+  /** Storage type on the GPU (vectors are always f32). */
+  dtype: WeightDType;
+  /** Where its rows live (one run unless its matrix is split into parts). */
+  segments: Segment[];
+}
+
+/** The tensors of one Llama layer under prefix `p`, with shapes. */
+export function layerTensorShapes(c: ModelConfig, p: string): [string, number[]][] {
   const d = c.dModel, hd = c.headDim;
-  const layer = (p: string): [string, number[]][] => [
+  return [
     [`${p}.input_layernorm.weight`, [d]],
     [`${p}.self_attn.q_proj.weight`, [c.nHeads * hd, d]],
     [`${p}.self_attn.k_proj.weight`, [c.nKvHeads * hd, d]],
@@ -120,102 +74,237 @@ export function tensorShapes(c: ModelConfig): [string, number[]][] {
     [`${p}.mlp.up_proj.weight`, [c.dFF, d]],
     [`${p}.mlp.down_proj.weight`, [d, c.dFF]],
   ];
-  const out: [string, number[]][] = [["model.embed_tokens.weight", [c.vocabSize, d]]];
-  for (let l = 0; l < c.nLayers; l++) out.push(...layer(`model.layers.${l}`));
-  out.push(["model.norm.weight", [d]]);
-  if (!c.tieEmbeddings) out.push(["lm_head.weight", [c.vocabSize, d]]);
-  for (let j = 0; j < c.nFuture - 1; j++) {
-    if (c.headKind === "transformer") out.push(...layer(`mtp_heads.${j}`));
-    else {
-      out.push([`medusa_head.${j}.0.linear.weight`, [d, d]]);
-      out.push([`medusa_head.${j}.0.linear.bias`, [d]]);
-    }
-  }
+}
+
+/** The trunk's tensors under their checkpoint names, with shapes (matrices have 2 dims). */
+export function trunkTensorShapes(c: ModelConfig): [string, number[]][] {
+  const out: [string, number[]][] = [["model.embed_tokens.weight", [c.vocabSize, c.dModel]]];
+  for (let l = 0; l < c.nLayers; l++) out.push(...layerTensorShapes(c, `model.layers.${l}`));
+  out.push(["model.norm.weight", [c.dModel]]);
+  if (!c.tieEmbeddings) out.push(["lm_head.weight", [c.vocabSize, c.dModel]]);
   return out;
 }
 
 /**
- * Allocates the GPU buffers of a model and returns them with a map from checkpoint names to
- * placements, so loading a checkpoint is a key-by-key copy.
+ * Allocates weight buffers in an arena and records where each named tensor lives, so that
+ * loading a checkpoint is a key-by-key copy. Matrices larger than `maxBindingBytes` are split by
+ * output rows into parts that each fit one storage binding.
  */
-export function allocateWeights(
-  gpu: Gpu,
-  c: ModelConfig,
-): { weights: Weights; placements: Map<string, Placement> } {
-  const f16 = c.dtype === "f16";
-  const maxBinding = gpu.device.limits.maxStorageBufferBindingSize;
-  const placements = new Map<string, Placement>();
-  const matrix = (name: string, parts: [string, number][], cols: number): Matrix => {
-    const rows = parts.reduce((s, [, r]) => s + r, 0);
-    const bytes = rows * cols * (f16 ? 2 : 4);
-    if (bytes > maxBinding) {
-      throw new ConfigError(
-        `${name} needs ${bytes} bytes, over this device's storage binding limit of ${maxBinding}: ` +
-          `use dtype "f16" or a smaller model`,
+export class WeightAllocator {
+  /** Checkpoint tensor name -> where it lives. */
+  readonly placements: Map<string, Placement> = new Map();
+  readonly #arena: Arena;
+  readonly #dtype: WeightDType;
+  readonly #maxBytes: number;
+
+  /** Matrices are stored as `dtype`; each buffer holds at most `maxBindingBytes`. */
+  constructor(arena: Arena, o: { dtype: WeightDType; maxBindingBytes: number }) {
+    this.#arena = arena;
+    this.#dtype = o.dtype;
+    this.#maxBytes = o.maxBindingBytes;
+  }
+
+  #rowsPerPart(label: string, cols: number, factor: number): number {
+    const rowBytes = cols * factor * (this.#dtype === "f16" ? 2 : 4);
+    // Rows in pairs keep every part's f16 data aligned to whole u32 words.
+    const rows = Math.floor(this.#maxBytes / rowBytes / 2) * 2;
+    if (rows < 2) {
+      throw new ShapeError(
+        `${label}: two rows of ${cols} take ${2 * rowBytes} bytes, over the binding limit of ` +
+          `${this.#maxBytes} bytes`,
       );
     }
-    const buffer = gpu.storage(name, bytes);
-    let offset = 0;
-    for (const [part, r] of parts) {
-      placements.set(part, { buffer, offset, shape: [r, cols], f16 });
-      offset += r * cols;
+    return rows;
+  }
+
+  #parts(label: string, outputs: number, cols: number, gated: boolean): MatrixPart[] {
+    const per = this.#rowsPerPart(label, cols, gated ? 2 : 1);
+    const parts: MatrixPart[] = [];
+    const elem = this.#dtype === "f16" ? 2 : 4;
+    for (let start = 0; start < outputs; start += per) {
+      const n = Math.min(per, outputs - start);
+      const name = parts.length === 0 && n === outputs ? label : `${label}[${start}:${start + n}]`;
+      const buffer = this.#arena.storage(name, n * (gated ? 2 : 1) * cols * elem);
+      parts.push({ buffer, start, outputs: n });
     }
-    return { buffer, rows, cols, f16 };
-  };
-  const vector = (name: string, n: number, parts: string[] = [name]): GPUBuffer => {
-    const buffer = gpu.storage(name, n * 4 * parts.length);
-    parts.forEach((p, i) => placements.set(p, { buffer, offset: i * n, shape: [n], f16: false }));
-    return buffer;
-  };
-  const d = c.dModel, hd = c.headDim;
-  const layer = (p: string): LayerWeights => ({
-    inputNorm: vector(`${p}.input_layernorm.weight`, d),
-    qkv: matrix(`${p}.self_attn.qkv`, [
-      [`${p}.self_attn.q_proj.weight`, c.nHeads * hd],
-      [`${p}.self_attn.k_proj.weight`, c.nKvHeads * hd],
-      [`${p}.self_attn.v_proj.weight`, c.nKvHeads * hd],
-    ], d),
-    o: matrix(`${p}.self_attn.o_proj.weight`, [[`${p}.self_attn.o_proj.weight`, d]], c.nHeads * hd),
-    postNorm: vector(`${p}.post_attention_layernorm.weight`, d),
-    gateUp: matrix(`${p}.mlp.gate_up`, [
-      [`${p}.mlp.gate_proj.weight`, c.dFF],
-      [`${p}.mlp.up_proj.weight`, c.dFF],
-    ], d),
-    down: matrix(`${p}.mlp.down_proj.weight`, [[`${p}.mlp.down_proj.weight`, d]], c.dFF),
-  });
-  const embed = matrix(
-    "model.embed_tokens.weight",
-    [["model.embed_tokens.weight", c.vocabSize]],
-    d,
-  );
-  const layers = Array.from({ length: c.nLayers }, (_, l) => layer(`model.layers.${l}`));
-  const norm = vector("model.norm.weight", d);
-  const lmHead = c.tieEmbeddings
-    ? embed
-    : matrix("lm_head.weight", [["lm_head.weight", c.vocabSize]], d);
-  const extra = Array.from({ length: c.nFuture - 1 }, (_, j) => j);
-  const headLayers = c.headKind === "transformer" ? extra.map((j) => layer(`mtp_heads.${j}`)) : [];
-  const medusa = c.headKind === "medusa" && extra.length > 0
-    ? {
-      w: matrix(
-        "medusa_head.weight",
-        extra.map((j) => [`medusa_head.${j}.0.linear.weight`, d] as [string, number]),
+    return parts;
+  }
+
+  /** A matrix of named row blocks stacked in order (e.g. [q; k; v]), each [rows, cols]. */
+  matrix(label: string, blocks: [name: string, rows: number][], cols: number): Matrix {
+    const outputs = blocks.reduce((s, [, r]) => s + r, 0);
+    const parts = this.#parts(label, outputs, cols, false);
+    let at = 0;
+    for (const [name, rows] of blocks) {
+      const segments: Segment[] = [];
+      for (const p of parts) {
+        const lo = Math.max(at, p.start), hi = Math.min(at + rows, p.start + p.outputs);
+        if (lo < hi) {
+          segments.push({
+            buffer: p.buffer,
+            offset: (lo - p.start) * cols,
+            row: lo - at,
+            rows: hi - lo,
+          });
+        }
+      }
+      this.placements.set(name, { shape: [rows, cols], dtype: this.#dtype, segments });
+      at += rows;
+    }
+    return { outputs, cols, dtype: this.#dtype, gated: false, parts };
+  }
+
+  /** SwiGLU's gate and up projections ([n, cols] each), stacked per part for the gated kernel. */
+  gated(label: string, gate: string, up: string, n: number, cols: number): Matrix {
+    const parts = this.#parts(label, n, cols, true);
+    const place = (name: string, second: boolean) =>
+      this.placements.set(name, {
+        shape: [n, cols],
+        dtype: this.#dtype,
+        segments: parts.map((p) => ({
+          buffer: p.buffer,
+          offset: second ? p.outputs * cols : 0,
+          row: p.start,
+          rows: p.outputs,
+        })),
+      });
+    place(gate, false);
+    place(up, true);
+    return { outputs: n, cols, dtype: this.#dtype, gated: true, parts };
+  }
+
+  /** f32 vectors of length `n` stacked in one tensor [names.length, n]. */
+  vectors(label: string, names: string[], n: number): Tensor {
+    const t = this.#arena.tensor(label, [names.length, n]);
+    names.forEach((name, i) =>
+      this.placements.set(name, {
+        shape: [n],
+        dtype: "f32",
+        segments: [{ buffer: t.buffer, offset: i * n, row: 0, rows: 1 }],
+      })
+    );
+    return t;
+  }
+
+  /** One pre-norm Llama layer under prefix `p`. */
+  layer(c: ModelConfig, p: string): LayerWeights {
+    const d = c.dModel, hd = c.headDim;
+    return {
+      inputNorm: this.vectors(`${p}.input_layernorm.weight`, [`${p}.input_layernorm.weight`], d),
+      qkv: this.matrix(`${p}.self_attn.qkv`, [
+        [`${p}.self_attn.q_proj.weight`, c.nHeads * hd],
+        [`${p}.self_attn.k_proj.weight`, c.nKvHeads * hd],
+        [`${p}.self_attn.v_proj.weight`, c.nKvHeads * hd],
+      ], d),
+      o: this.matrix(
+        `${p}.self_attn.o_proj.weight`,
+        [[`${p}.self_attn.o_proj.weight`, d]],
+        c.nHeads * hd,
+      ),
+      postNorm: this.vectors(
+        `${p}.post_attention_layernorm.weight`,
+        [`${p}.post_attention_layernorm.weight`],
         d,
       ),
-      bias: vector("medusa_head.bias", d, extra.map((j) => `medusa_head.${j}.0.linear.bias`)),
-    }
-    : null;
-  return { weights: { embed, layers, norm, lmHead, headLayers, medusa }, placements };
+      gateUp: this.gated(
+        `${p}.mlp.gate_up`,
+        `${p}.mlp.gate_proj.weight`,
+        `${p}.mlp.up_proj.weight`,
+        c.dFF,
+        d,
+      ),
+      down: this.matrix(`${p}.mlp.down_proj.weight`, [[`${p}.mlp.down_proj.weight`, d]], c.dFF),
+    };
+  }
+
+  /** The trunk: embedding, layers, final norm, unembedding (the embedding itself when tied). */
+  trunk(c: ModelConfig): TrunkWeights {
+    const embed = this.matrix("model.embed_tokens.weight", [[
+      "model.embed_tokens.weight",
+      c.vocabSize,
+    ]], c.dModel);
+    const layers = Array.from({ length: c.nLayers }, (_, l) => this.layer(c, `model.layers.${l}`));
+    const norm = this.vectors("model.norm.weight", ["model.norm.weight"], c.dModel);
+    const lmHead = c.tieEmbeddings
+      ? embed
+      : this.matrix("lm_head.weight", [["lm_head.weight", c.vocabSize]], c.dModel);
+    return { embed, layers, norm, lmHead };
+  }
 }
 
-/** Copies one tensor (f32 values, converted to f16 where the placement says so) to the GPU. */
-export function uploadTensor(gpu: Gpu, p: Placement, data: Float32Array): void {
-  const n = p.shape.reduce((a, b) => a * b, 1);
-  if (data.length !== n) {
-    throw new RangeError(`tensor of shape [${p.shape}] needs ${n} values, got ${data.length}`);
+/** Tensor data as a checkpoint stores it: raw little-endian bytes and their type. */
+export interface TensorBytes {
+  /** The element type of `bytes`. */
+  dtype: "f32" | "f16" | "bf16";
+  /** The values, little-endian, row-major. */
+  bytes: Uint8Array;
+}
+
+/** What `setTensor` accepts: f32 or f16 values, or raw bytes with their type. */
+export type TensorData = Float32Array | Float16Array | TensorBytes;
+
+function asBytes(data: TensorData): TensorBytes {
+  if (data instanceof Float32Array) {
+    return { dtype: "f32", bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   }
-  if (p.f16) gpu.write(p.buffer, new Float16Array(data), p.offset * 2);
-  else gpu.write(p.buffer, data, p.offset * 4);
+  if (data instanceof Float16Array) {
+    return { dtype: "f16", bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  }
+  return data;
+}
+
+const ELEM = { f32: 4, f16: 2, bf16: 2 } as const;
+const CHUNK = 1 << 20; // elements converted at a time: host memory stays O(chunk), not O(tensor)
+
+/** Values [from, to) of `src` as `target` storage bytes (f32 or f16), converting on the fly. */
+function convert(src: TensorBytes, from: number, to: number, target: WeightDType): Uint8Array {
+  const e = ELEM[src.dtype];
+  const raw = src.bytes.subarray(from * e, to * e);
+  if (src.dtype === target) return raw;
+  // Copy when misaligned: typed views need aligned offsets.
+  const aligned = raw.byteOffset % e === 0 ? raw : raw.slice();
+  let f32: Float32Array;
+  if (src.dtype === "f32") f32 = new Float32Array(aligned.buffer, aligned.byteOffset, to - from);
+  else if (src.dtype === "f16") {
+    f32 = Float32Array.from(new Float16Array(aligned.buffer, aligned.byteOffset, to - from));
+  } else {
+    const u16 = new Uint16Array(aligned.buffer, aligned.byteOffset, to - from);
+    const u32 = new Uint32Array(u16.length);
+    for (let i = 0; i < u16.length; i++) u32[i] = u16[i] << 16;
+    f32 = new Float32Array(u32.buffer);
+  }
+  if (target === "f32") return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+  const h = new Float16Array(f32);
+  return new Uint8Array(h.buffer);
+}
+
+/**
+ * Copies one tensor into place, converting f32/f16/bf16 data to the placement's storage type
+ * a chunk at a time, so a 2 GB f16 checkpoint never needs a 4 GB f32 copy on the host.
+ */
+export function uploadTensor(arena: Arena, name: string, p: Placement, data: TensorData): void {
+  const src = asBytes(data);
+  const n = p.shape.reduce((a, b) => a * b, 1);
+  if (!(src.dtype in ELEM)) {
+    throw new InvalidInputError(`${name}: data of type ${src.dtype}; give f32, f16 or bf16`);
+  }
+  if (src.bytes.byteLength !== n * ELEM[src.dtype]) {
+    throw new ShapeError(
+      `${name}: shape [${p.shape}] needs ${n} values, got ${
+        src.bytes.byteLength / ELEM[src.dtype]
+      }`,
+    );
+  }
+  const cols = p.shape.length === 2 ? p.shape[1] : n;
+  const out = p.dtype === "f16" && p.shape.length === 2 ? "f16" : "f32";
+  const size = ELEM[out];
+  for (const s of p.segments) {
+    const first = s.row * cols, count = s.rows * cols;
+    for (let i = 0; i < count; i += CHUNK) {
+      const m = Math.min(CHUNK, count - i);
+      arena.write(s.buffer, convert(src, first + i, first + i + m, out), (s.offset + i) * size);
+    }
+  }
 }
 
 function hashString(s: string, seed: number): number {
@@ -224,7 +313,7 @@ function hashString(s: string, seed: number): number {
   return h;
 }
 
-/** Fills `out` with uniform values of the given standard deviation (mulberry32 stream). */
+/** Fills `out` with uniform values of the given mean and standard deviation (mulberry32). */
 function fillUniform(out: Float32Array, seed: number, mean: number, std: number): void {
   let a = seed >>> 0;
   const scale = std * Math.sqrt(3) * 2 / 4294967296;
@@ -238,23 +327,23 @@ function fillUniform(out: Float32Array, seed: number, mean: number, std: number)
 }
 
 /**
- * The seeded random weights of a model, tensor by tensor (a tensor's values depend only on the
- * seed and its name). Matrices have standard deviation 1/sqrt(fan-in), embeddings 1, norm weights
- * are near 1 and biases near 0; all are drawn, none is constant, so tests see every weight act.
- * Matrices of an f16 model come rounded to f16: these are exactly the values on the GPU.
+ * Seeded random values for the named tensors (a tensor's values depend only on the seed and its
+ * name). Matrices have standard deviation 1/sqrt(fan-in), embeddings 1, norm weights are near 1
+ * and biases near 0; all are drawn, none is constant, so tests see every weight act. With
+ * `f16`, matrices come rounded to f16: exactly the values an f16 model holds.
  */
 export function* randomTensors(
-  c: ModelConfig,
-  seed: number,
+  shapes: [string, number[]][],
+  o: { seed: number; f16: boolean },
 ): Generator<[string, Float32Array, number[]]> {
-  for (const [name, shape] of tensorShapes(c)) {
+  for (const [name, shape] of shapes) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const s = hashString(name, seed);
+    const s = hashString(name, o.seed);
     if (name.endsWith("norm.weight")) fillUniform(data, s, 1, 0.1);
     else if (name.endsWith(".bias")) fillUniform(data, s, 0, 0.1);
     else if (name === "model.embed_tokens.weight") fillUniform(data, s, 0, 1);
     else fillUniform(data, s, 0, 1 / Math.sqrt(shape[1]));
-    if (shape.length === 2 && c.dtype === "f16") data.set(new Float16Array(data));
+    if (shape.length === 2 && o.f16) data.set(new Float16Array(data));
     yield [name, data, shape];
   }
 }

@@ -9,12 +9,26 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ["nKvHeads not dividing nHeads", { nKvHeads: 2 }, /nKvHeads \(2\) must divide nHeads \(3\)/],
   ["headDim not a multiple of 4", { headDim: 6 }, /headDim must be a multiple of 4/],
   ["headDim over 256", { dModel: 1040, nHeads: 2, headDim: undefined }, /headDim \(520\)/],
-  ["nFuture over 16", { nFuture: 17 }, /nFuture must be in \[1, 16\]/],
-  ["unknown headKind", { headKind: "tree" }, /headKind must be "transformer" or "medusa"/],
+  [
+    "nFuture over 8 (the most rows a verify block holds)",
+    { nFuture: 9 },
+    /nFuture must be in \[1, 8\], got 9/,
+  ],
+  [
+    "unknown headKind",
+    { headKind: "tree" },
+    /headKind must be "transformer" or "medusa", got the string "tree"/,
+  ],
   ["non-integer maxSeqLen", { maxSeqLen: 10.5 }, /maxSeqLen must be an integer/],
   ["negative ropeTheta", { ropeTheta: -1 }, /ropeTheta must be > 0/],
   ["unknown field", { nExperts: 8 }, /unknown field\(s\) nExperts/],
   ["missing field", { dFF: undefined }, /dFF is required/],
+  [
+    "a string where a number belongs",
+    { vocabSize: "5" },
+    /vocabSize must be an integer, got the string "5"/,
+  ],
+  ["an unknown dtype", { dtype: "q3" }, /dtype must be "f32" or "f16", got the string "q3"/],
 ];
 
 for (const [what, change, message] of bad) {

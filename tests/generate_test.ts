@@ -8,10 +8,9 @@ import {
   type Model,
   ModelStateError,
 } from "../mod.ts";
-import { randomTensors } from "../model/weights.ts";
-import { MAP_LAG, MIN_BATCH_STEPS } from "../decode/generate.ts";
-import { referenceGreedy } from "../model/reference.ts";
-import { randomTokens, tiny } from "./helpers.ts";
+import { MAP_LAG, MIN_BATCH_STEPS } from "../decode/readback.ts";
+import { referenceGreedy } from "../heads/reference.ts";
+import { randomTokens, tensorsOf, tiny } from "./helpers.ts";
 
 async function withModel(f: (m: Model) => Promise<void>, config = tiny()) {
   const model = await createModel(config, { seed: 11 });
@@ -30,9 +29,7 @@ function firstFresh(tokens: number[], from: number): number {
 
 Deno.test("greedy generation matches the CPU reference model token for token", async () => {
   await withModel(async (model) => {
-    const tensors = new Map(
-      [...randomTensors(model.config, 11)].map(([n, d]) => [n, d] as [string, Float32Array]),
-    );
+    const tensors = tensorsOf(model, 11);
     for (const prompt of [[5], randomTokens(13, 67, 1)]) {
       const { tokens, stats } = await complete(model, prompt, { maxTokens: 12 });
       assert.deepEqual(tokens, referenceGreedy(model.config, tensors, prompt, 12));
@@ -89,6 +86,9 @@ Deno.test("bad input gets a clear error", async () => {
       [[1, -1], {}, /prompt\[1\] = -1/],
       [[1.5], {}, /prompt\[0\] = 1.5/],
       [[1], { maxTokens: 0 }, /maxTokens must be an integer >= 1, got 0/],
+      [[1], { maxTokens: "5" }, /maxTokens must be an integer >= 1, got the string "5"/],
+      [[1, "2"], {}, /prompt\[1\] = the string "2" is not a token id/],
+      [[1], { blockSize: 9 }, /blockSize must be an integer in \[1, 8\], got 9/],
       [[1], { stop: [70] }, /stop\[0\] = 70 is not a token id/],
       [[1], { mode: "beam" }, /mode must be "greedy" or "speculative"/],
       [[1], { signal: AbortSignal.abort() }, /aborted before generation started/],

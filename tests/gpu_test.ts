@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createGpu, GpuError } from "../mod.ts";
-import { STATE_WORDS } from "../decode/state.ts";
+import { GpuError } from "../mod.ts";
+import { createGpu } from "../gpu/device.ts";
 import { makeDispatch, run } from "../kernels/dispatch.ts";
 
 Deno.test("createGpu() requests the adapter's limits, not the WebGPU defaults", async () => {
@@ -20,7 +20,7 @@ Deno.test("createGpu() requests the adapter's limits, not the WebGPU defaults", 
 Deno.test("a GPU validation error surfaces as a GpuError in the caller, not as a log line", async () => {
   const gpu = await createGpu();
   try {
-    const b = gpu.storage("b", 16);
+    const b = gpu.arena("t").storage("b", 16);
     const enc = gpu.device.createCommandEncoder();
     enc.copyBufferToBuffer(b, 0, b, 0, 64); // out of range, and a buffer onto itself
     gpu.device.queue.submit([enc.finish()]);
@@ -37,13 +37,14 @@ Deno.test("a GPU validation error surfaces as a GpuError in the caller, not as a
 Deno.test("a shader that does not compile surfaces as a GpuError naming the kernel", async () => {
   const gpu = await createGpu();
   try {
-    const state = gpu.storage("state", STATE_WORDS * 4);
+    const a = gpu.arena("t");
+    const state = a.storage("state", 16);
     run(gpu, [
-      makeDispatch(gpu, {
+      makeDispatch(a, {
         kernel: "broken",
         code: "@compute @workgroup_size(1) fn main() { let active = 1; }",
         params: [0],
-        buffers: [[state, "read"]],
+        bindings: [["state", state, "read", 1]],
         workgroups: [1],
         label: "broken",
       }),

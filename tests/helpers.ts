@@ -1,13 +1,17 @@
 // Shared test helpers: one device per test file, seeded random data, poisoned outputs.
-import { createGpu, type Gpu } from "../gpu/device.ts";
-import { STATE_WORDS } from "../decode/state.ts";
+import { createGpu } from "../gpu/device.ts";
+import type { Arena, Tensor } from "../gpu/arena.ts";
 import type { Matrix } from "../kernels/dispatch.ts";
+import { S } from "../kernels/state.ts";
 import type { ModelConfigInput } from "../model/config.ts";
+import { preset } from "../model/presets.ts";
+import { randomTensors } from "../model/weights.ts";
+import type { Model } from "../heads/model.ts";
 
-let shared: Promise<Gpu> | null = null;
-/** The test file's device (created once). */
-export function testGpu(): Promise<Gpu> {
-  shared ??= createGpu();
+let shared: Promise<Arena> | null = null;
+/** The test file's arena on its device (created once). */
+export function testArena(): Promise<Arena> {
+  shared ??= createGpu().then((gpu) => gpu.arena("test"));
   return shared;
 }
 
@@ -28,58 +32,83 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => r() * scale);
 }
 
-/** A buffer of n f32 filled with NaN, so elements a kernel fails to write show up. */
-export function poisoned(gpu: Gpu, n: number): GPUBuffer {
-  return gpu.storage("poisoned", new Float32Array(n).fill(NaN));
+/** An f32 tensor holding `data` (shape [data.length] unless given). */
+export function f32(a: Arena, data: Float32Array, shape: number[] = [data.length]): Tensor {
+  return a.tensor("f32", shape, "f32", data);
 }
 
-/** A state buffer: all zero (position 0, not done) unless words are given. */
-export function stateBuffer(gpu: Gpu, words: Record<number, number> = {}): GPUBuffer {
-  const s = new Uint32Array(STATE_WORDS);
+/** A u32 tensor holding `data`. */
+export function u32(a: Arena, data: ArrayLike<number>): Tensor {
+  return a.tensor("u32", [data.length], "u32", Uint32Array.from(data));
+}
+
+/** A tensor of n f32 filled with NaN, so elements a kernel fails to write show up. */
+export function poisoned(a: Arena, n: number): Tensor {
+  return a.tensor("poisoned", [n], "f32", new Float32Array(n).fill(NaN));
+}
+
+/** A decode-state buffer: all zero (not done) unless words are given. */
+export function stateTensor(a: Arena, words: Record<number, number> = {}): Tensor {
+  const s = new Uint32Array(S.WORDS);
   for (const [i, v] of Object.entries(words)) s[Number(i)] = v;
-  return gpu.storage("state", s);
+  return a.tensor("state", [S.WORDS], "u32", s);
 }
 
-/** Uploads a weight matrix as f32 or f16; returns it and the values the GPU holds. */
+/**
+ * Uploads a random weight matrix as f32 or f16 (gate rows then up rows when `gated`), split
+ * into parts of at most `partRows` output rows; returns it and the values the GPU holds.
+ */
 export function matrix(
-  gpu: Gpu,
+  a: Arena,
   rows: number,
   cols: number,
-  seed: number,
-  f16: boolean,
+  o: { seed: number; f16: boolean; gated?: boolean; partRows?: number },
 ): { m: Matrix; values: Float32Array } {
-  const values = randomArray(rows * cols, seed, 1 / Math.sqrt(cols));
-  if (f16) values.set(new Float16Array(values));
-  const data = f16 ? new Float16Array(values) : values;
-  return { m: { buffer: gpu.storage("w", data), rows, cols, f16 }, values };
+  const factor = o.gated ? 2 : 1;
+  const outputs = rows / factor;
+  const values = randomArray(rows * cols, o.seed, 1 / Math.sqrt(cols));
+  if (o.f16) values.set(new Float16Array(values));
+  const per = o.partRows ?? outputs;
+  const parts = [];
+  for (let start = 0; start < outputs; start += per) {
+    const n = Math.min(per, outputs - start);
+    const data = new Float32Array(n * factor * cols);
+    data.set(values.subarray(start * cols, (start + n) * cols));
+    if (o.gated) {
+      data.set(values.subarray((outputs + start) * cols, (outputs + start + n) * cols), n * cols);
+    }
+    parts.push({
+      buffer: a.storage("w", o.f16 ? new Float16Array(data) : data),
+      start,
+      outputs: n,
+    });
+  }
+  return { m: { outputs, cols, dtype: o.f16 ? "f16" : "f32", gated: !!o.gated, parts }, values };
 }
 
 /** Reads n f32 back. */
-export async function readF32(gpu: Gpu, b: GPUBuffer, n: number): Promise<Float32Array> {
-  return new Float32Array(await gpu.read(b, Math.ceil(n * 4 / 16) * 16), 0, n);
+export async function readF32(a: Arena, t: Tensor | GPUBuffer, n: number): Promise<Float32Array> {
+  const b = "buffer" in t ? t.buffer : t;
+  return new Float32Array(await a.gpu.read(b, Math.ceil(n * 4 / 16) * 16), 0, n);
 }
 
 /** Reads n u32 back. */
-export async function readU32(gpu: Gpu, b: GPUBuffer, n: number): Promise<Uint32Array> {
-  return new Uint32Array(await gpu.read(b, Math.ceil(n * 4 / 16) * 16), 0, n);
+export async function readU32(a: Arena, t: Tensor | GPUBuffer, n: number): Promise<Uint32Array> {
+  const b = "buffer" in t ? t.buffer : t;
+  return new Uint32Array(await a.gpu.read(b, Math.ceil(n * 4 / 16) * 16), 0, n);
 }
 
-/** A tiny model of odd shapes: sizes are not multiples of any workgroup size, nKvHeads < nHeads. */
-export const tiny = (o: Partial<ModelConfigInput> = {}): ModelConfigInput => ({
-  vocabSize: 67,
-  dModel: 24,
-  nLayers: 2,
-  nHeads: 3,
-  nKvHeads: 1,
-  headDim: 8,
-  dFF: 40,
-  maxSeqLen: 96,
-  nFuture: 3,
-  ...o,
-});
+/** The test suite's model: odd sizes (multiples of no workgroup size), nKvHeads < nHeads. */
+export const tiny = (o: Partial<ModelConfigInput> = {}): ModelConfigInput => preset("tiny-odd", o);
 
 /** n random token ids below vocab. */
 export function randomTokens(n: number, vocab: number, seed: number): number[] {
   const r = rng(seed);
   return Array.from({ length: n }, () => Math.floor(r(0, vocab)));
+}
+
+/** The seeded random tensors `createModel(config, { seed })` uploaded, by name. */
+export function tensorsOf(model: Model, seed: number): Map<string, Float32Array> {
+  const f16 = model.config.dtype === "f16";
+  return new Map([...randomTensors(model.tensorShapes(), { seed, f16 })].map(([n, d]) => [n, d]));
 }

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { createModel, forward } from "../mod.ts";
-import { randomTensors } from "../model/weights.ts";
-import { referenceForward } from "../model/reference.ts";
+import { referenceForward } from "../heads/reference.ts";
 import { relativeError } from "../kernels/reference.ts";
 import { Session } from "../decode/session.ts";
-import { S } from "../decode/state.ts";
-import { randomTokens, readF32, tiny } from "./helpers.ts";
+import { S } from "../kernels/state.ts";
+import { randomTokens, tensorsOf, tiny } from "./helpers.ts";
 
 const TOL = { f32: 1e-4, f16: 1e-4 }; // f16 weights are rounded in the reference too
 
@@ -15,9 +14,7 @@ for (const headKind of ["transformer", "medusa"] as const) {
       const config = tiny({ headKind, dtype, tieEmbeddings: dtype === "f16" });
       const model = await createModel(config, { seed: 7 });
       try {
-        const tensors = new Map(
-          [...randomTensors(model.config, 7)].map(([n, d]) => [n, d] as [string, Float32Array]),
-        );
+        const tensors = tensorsOf(model, 7);
         for (const len of [1, 6, 21]) { // 21 > 8 rows: the tiled matmul path
           const tokens = randomTokens(len, config.vocabSize, len);
           const gpu = await forward(model, tokens);
@@ -65,7 +62,7 @@ for (const promptLength of [1, 9, 70]) { // 70 > one prefill chunk of 64
       const slot = session.readback();
       for (let i = 0; i < steps; i++) {
         gpu.device.queue.submit([session.encodeSteps(1, slot)]);
-        stepLogits.push(await readF32(gpu, session.logits, 67));
+        stepLogits.push(new Float32Array(await gpu.read(session.logits.buffer), 0, 67));
       }
       await slot.buffer.mapAsync(GPUMapMode.READ);
       const snap = session.snapshot(slot);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { complete, createModel, generate, type Model, replayDrafts } from "../mod.ts";
 import { randomTokens, rng, tiny } from "./helpers.ts";
-import { MAP_LAG, MIN_BATCH_STEPS } from "../decode/generate.ts";
+import { MAP_LAG, MIN_BATCH_STEPS } from "../decode/readback.ts";
 
 const SEED = 5;
 

@@ -1,0 +1,72 @@
+/**
+ * Statistics of one generation, from the final decode state and the host's clocks.
+ * @module
+ */
+import { S } from "../kernels/state.ts";
+
+/** Statistics of one generation. */
+export interface GenerationStats {
+  /** Forward passes after the prompt (decode steps). */
+  steps: number;
+  /** Tokens generated. */
+  tokens: number;
+  /**
+   * tokens / steps: tokens emitted per forward pass after the prompt, the verifier's own bonus
+   * token included, so greedy decoding gives exactly 1 and speculative at most the block size.
+   */
+  tokensPerStep: number;
+  /** tokens / decodeSeconds. */
+  tokensPerSecond: number;
+  /**
+   * One rate per head: head 1 (the trunk's own token) is always 1; head j >= 2 is the fraction of
+   * its drafts that the verifier accepted (draft j is accepted only if drafts 2..j-1 were). Heads
+   * that proposed nothing (greedy mode) have rate 0.
+   */
+  headAcceptance: number[];
+  /** Host-GPU synchronisations (buffer maps and waits), none of them per step. */
+  hostSyncs: number;
+  /** Seconds from the call to the prompt being processed. */
+  prefillSeconds: number;
+  /** Seconds from the prompt being processed to the last token being read back. */
+  decodeSeconds: number;
+  /** GPU time of the decode steps from timestamps (gaps between batches included), if recorded. */
+  gpuDecodeSeconds: number | null;
+  /** Kernel launches per decode step. */
+  dispatchesPerStep: number;
+}
+
+/** The statistics of a generation that emitted `tokens` tokens and ended with `state`. */
+export function generationStats(o: {
+  state: Uint32Array;
+  tokens: number;
+  nFuture: number;
+  k: number;
+  hostSyncs: number;
+  /** performance.now() at the call, after the prefill, and when the last token was read. */
+  times: [number, number, number];
+  gpu: [bigint | null, bigint | null];
+  dispatchesPerStep: number;
+}): GenerationStats {
+  const st = o.state;
+  const steps = st[S.STEPS];
+  const headAcceptance = [1];
+  for (let j = 0; j < o.nFuture - 1; j++) {
+    const proposed = j < o.k - 1 ? st[S.PROPOSED + j] : 0;
+    headAcceptance.push(proposed ? st[S.ACCEPTED + j] / proposed : 0);
+  }
+  const [t0, t1, t2] = o.times;
+  const decodeSeconds = (t2 - t1) / 1000;
+  const [begin, end] = o.gpu;
+  return {
+    steps,
+    tokens: o.tokens,
+    tokensPerStep: steps ? o.tokens / steps : 0,
+    tokensPerSecond: o.tokens / decodeSeconds,
+    headAcceptance,
+    hostSyncs: o.hostSyncs,
+    prefillSeconds: (t1 - t0) / 1000,
+    decodeSeconds,
+    gpuDecodeSeconds: begin !== null && end !== null ? Number(end - begin) / 1e9 : null,
+    dispatchesPerStep: o.dispatchesPerStep,
+  };
+}

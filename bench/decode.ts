@@ -7,9 +7,12 @@
  * - a table: ms/step, tokens/step, tokens/s, weight bytes read per second and % of the copy
  *   bandwidth, dispatches/step, host syncs per 100 tokens; and a per-kernel profile of one step.
  *
- *     deno task bench [--json FILE] [--quick] [--tokens N]
+ *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers]
  *
- * --quick swaps in small models, for a software GPU.
+ * --quick swaps in small models, for a software GPU. --peers also runs the PyTorch peers on
+ * model (a) (bench/hf_peer.py: HF transformers with the dynamic and the static cache;
+ * bench/torch_graph_peer.py: a decode step in one CUDA graph) and puts them in the same table;
+ * they need python3 with PyTorch and transformers (the GPU machine).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -24,11 +27,12 @@ const { values: args } = parseArgs({
     json: { type: "string" },
     quick: { type: "boolean", default: false },
     tokens: { type: "string", default: "512" },
+    peers: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log("Usage: deno task bench [--json FILE] [--quick] [--tokens N]");
+  console.log("Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers]");
   Deno.exit(0);
 }
 const TOKENS = Number(args.tokens);
@@ -227,6 +231,47 @@ for (const [name, config] of Object.entries(MODELS)) {
   }
 }
 
+/** A PyTorch peer on model (a): tokens/s from its script's JSON, beside our greedy row. */
+interface PeerRow {
+  run: string;
+  tokensPerSecond: number;
+  /** ahead's greedy tokens/s divided by the peer's. */
+  aheadVsPeer: number;
+}
+const peers: PeerRow[] = [];
+const peerJson: Record<string, unknown> = {};
+if (args.peers) {
+  const ours = rows.find((r) => r.run === "greedy")!.tokensPerSecond;
+  const runPeer = async (script: string) => {
+    const out = await Deno.makeTempFile({ suffix: ".json" });
+    console.log(`running ${script} ...`);
+    const r = await new Deno.Command("python3", {
+      args: [script, "--tokens", String(TOKENS), "--json", out],
+      env: { PYTHONUNBUFFERED: "1" },
+    }).output();
+    if (!r.success) throw new Error(`${script} failed:\n${new TextDecoder().decode(r.stderr)}`);
+    const j = JSON.parse(await Deno.readTextFile(out));
+    peerJson[script] = j;
+    return j;
+  };
+  const hf = await runPeer("bench/hf_peer.py");
+  for (const cache of ["dynamic", "static"]) {
+    const tps = hf[cache].tokensPerSecond;
+    peers.push({
+      run: `HF transformers, ${cache} cache`,
+      tokensPerSecond: tps,
+      aheadVsPeer: ours / tps,
+    });
+  }
+  const graph = await runPeer("bench/torch_graph_peer.py");
+  const tps = graph.best.tokensPerSecond;
+  peers.push({
+    run: "PyTorch, one CUDA graph per step",
+    tokensPerSecond: tps,
+    aheadVsPeer: ours / tps,
+  });
+}
+
 const table = [
   `GPU: ${adapter}; copy bandwidth ${
     copy.toFixed(0)
@@ -241,6 +286,16 @@ const table = [
       r.pctCopy.toFixed(1)
     } | ${r.dispatchesPerStep} | ${r.hostSyncsPer100.toFixed(1)} |`
   ),
+  ...(peers.length === 0 ? [] : [
+    "",
+    `PyTorch peers on model (a), greedy, same GPU, same run (x = ahead greedy tokens/s / peer's):`,
+    "",
+    "| peer | tokens/s | ahead greedy vs peer |",
+    "| --- | ---: | ---: |",
+    ...peers.map((p) =>
+      `| ${p.run} | ${p.tokensPerSecond.toFixed(0)} | ${p.aheadVsPeer.toFixed(2)}x |`
+    ),
+  ]),
 ];
 console.log("\n" + table.join("\n"));
 for (const [k, p] of Object.entries(profiles)) {
@@ -265,6 +320,8 @@ if (args.json) {
         prompt: PROMPT.length,
         models: MODELS,
         rows,
+        peers,
+        peerResults: peerJson,
         profiles,
       },
       null,

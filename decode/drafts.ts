@@ -17,7 +17,7 @@ export interface DraftHost {
   model: Model;
   /** The generation's arena, config, RoPE table and `done` flag. */
   ctx: ForwardContext;
-  /** [STATE_WORDS] u32: the decode state (kernels/state.ts). */
+  /** [S.WORDS] u32: the decode state (kernels/state.ts). */
   state: Tensor;
   /** [k] u32: token ids of the block; row 0 is the last accepted token, rows 1.. the drafts. */
   ids: Tensor;

@@ -64,6 +64,22 @@ export { transformerHeads } from "./heads/transformer.ts";
 export { medusaHeads, type MedusaWeights } from "./heads/medusa.ts";
 export { PREFILL_CHUNK } from "./heads/model.ts";
 export { referenceForward, referenceGreedy } from "./heads/reference.ts";
+export {
+  type Checkpoint,
+  decodeToF16Bits,
+  decodeToF32,
+  type Dtype,
+  dtypeSize,
+  openCheckpoint,
+  type OpenOptions,
+  openSafetensors,
+  type TensorInfo,
+  type TensorSource,
+  type TensorToWrite,
+  type WritableDtype,
+  writeSafetensors,
+} from "./io/safetensors.ts";
+export { checkIds, readTokenizerConfig, type TokenizerConfig } from "./io/tokenizer.ts";
 export { type Readback, Session, type Snapshot } from "./decode/session.ts";
 export { Batches, MAP_LAG, MIN_BATCH_STEPS } from "./decode/readback.ts";
 export { generationStats } from "./decode/stats.ts";

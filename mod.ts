@@ -52,3 +52,21 @@ export { forward } from "./heads/forward.ts";
 export { complete, type Completion, generate, type GenerateOptions } from "./decode/generate.ts";
 export type { GenerationStats } from "./decode/stats.ts";
 export { type DraftSource, headDraftSource, replayDrafts } from "./decode/drafts.ts";
+export {
+  byteTokenizer,
+  type ByteTokenizerOptions,
+  createTextStream,
+  type DecodeOptions,
+  type EncodeOptions,
+  loadTokenizer,
+  type LoadTokenizerOptions,
+  type TextStream,
+  type TextStreamOptions,
+  type Tokenizer,
+} from "./io/tokenizer.ts";
+export {
+  applyChatTemplate,
+  type ChatMessage,
+  chatTemplateOf,
+  type ChatTemplateOptions,
+} from "./io/chat.ts";

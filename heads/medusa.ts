@@ -1,8 +1,9 @@
 /**
  * Medusa heads (Cai et al. 2024): head j + 2 is one ResBlock on the final-normed hidden state
- * u = RMSNorm(h), v_j = u + silu(W_j u + b_j), then the shared unembedding. Tensors use
- * Medusa's names, `medusa_head.{j}.0.linear.{weight,bias}`; the heads' matrices are stacked in
- * one buffer so one launch drafts them all.
+ * u = RMSNorm(h), v_j = u + silu(W_j u + b_j), then the shared unembedding, or with
+ * `headsOwnUnembedding` head j's own (`medusa_head.{j}.1.weight`, as Medusa trains them).
+ * Tensors use Medusa's names, `medusa_head.{j}.0.linear.{weight,bias}`; the heads' ResBlock
+ * matrices are stacked in one buffer so one launch runs them all.
  * @module
  */
 import type { Tensor } from "../gpu/arena.ts";
@@ -23,28 +24,36 @@ export interface MedusaWeights {
   w: Matrix;
   /** medusa_head.{j}.0.linear.bias, stacked by j. */
   bias: Tensor;
+  /** medusa_head.{j}.1.weight [vocabSize, dModel] per head j; null when heads share lm_head. */
+  unembed: Matrix[] | null;
 }
 
 const weight = (j: number) => `medusa_head.${j}.0.linear.weight`;
 const bias = (j: number) => `medusa_head.${j}.0.linear.bias`;
+const ownUnembed = (j: number) => `medusa_head.${j}.1.weight`;
 const extra = (c: ModelConfig) => Array.from({ length: c.nFuture - 1 }, (_, j) => j);
 
-/** Medusa heads: a ResBlock per head on the final-normed hidden state, the shared unembedding. */
+/**
+ * Medusa heads: a ResBlock per head on the final-normed hidden state, then the shared
+ * unembedding or, with `headsOwnUnembedding`, each head's own.
+ */
 export const medusaHeads: HeadKind<MedusaWeights | null> = {
   name: "medusa",
 
   tensorShapes: (c) =>
-    extra(c).flatMap((j) =>
-      [
-        [weight(j), [c.dModel, c.dModel]],
-        [bias(j), [c.dModel]],
-      ] as [string, number[]][]
-    ),
+    extra(c).flatMap((j) => {
+      const t: [string, number[]][] = [[weight(j), [c.dModel, c.dModel]], [bias(j), [c.dModel]]];
+      if (c.headsOwnUnembedding) t.push([ownUnembed(j), [c.vocabSize, c.dModel]]);
+      return t;
+    }),
 
   allocate: (alloc, c) =>
     c.nFuture < 2 ? null : {
       w: alloc.matrix("medusa_head.weight", extra(c).map((j) => [weight(j), c.dModel]), c.dModel),
       bias: alloc.vectors("medusa_head.bias", extra(c).map(bias), c.dModel),
+      unembed: c.headsOwnUnembedding
+        ? extra(c).map((j) => alloc.matrix(ownUnembed(j), [[ownUnembed(j), c.vocabSize]], c.dModel))
+        : null,
     },
 
   attach(ctx, trunk, heads) {
@@ -80,6 +89,28 @@ export const medusaHeads: HeadKind<MedusaWeights | null> = {
         done,
         label: "medusa.norm",
       });
+    // logits[r, j] = v[r, j] W^T for `rows` rows of v [rows, nh, dModel] into [rows, nh, vocab]:
+    // one product over all heads' rows with the shared lm_head, or one per head with its own.
+    const unembed = (logits: Tensor, v: Tensor, rows: number) =>
+      w.unembed
+        ? w.unembed.flatMap((m, j) =>
+          project(ctx, {
+            y: logits,
+            yRows: { offset: j * c.vocabSize, stride: nh * c.vocabSize },
+            x: v,
+            xRows: { offset: j * d, stride: nh * d },
+            w: m,
+            rows,
+            label: `medusa_head.${j}.lm_head`,
+          })
+        )
+        : project(ctx, {
+          y: logits,
+          x: v,
+          w: trunk.lmHead,
+          rows: rows * nh,
+          label: "medusa.lm_head",
+        });
     let sel: Scratch | null = null;
     let draftLogits: Tensor | null = null;
     return {
@@ -95,13 +126,7 @@ export const medusaHeads: HeadKind<MedusaWeights | null> = {
             ...norm(s, s.h, rows),
             ...resBlocks(s, v, rows),
             // logits[r, j] = v[r, j] W_unembed^T
-            ...project(ctx, {
-              y: logits,
-              x: v,
-              w: trunk.lmHead,
-              rows: rows * nh,
-              label: "medusa.lm_head",
-            }),
+            ...unembed(logits, v, rows),
           ],
           heads: extra(c).map((j) => ({
             tensor: logits,
@@ -130,13 +155,7 @@ export const medusaHeads: HeadKind<MedusaWeights | null> = {
           // v_j = u + silu(W_j u + b_j): [nh, dModel]
           ...resBlocks(sel, sel.mid, 1),
           // logits_j = v_j W_unembed^T; d_j = argmax -> ids[1 + j]
-          ...project(ctx, {
-            y: draftLogits,
-            x: sel.mid,
-            w: trunk.lmHead,
-            rows: nh,
-            label: "medusa.lm_head",
-          }),
+          ...unembed(draftLogits, sel.mid, 1),
           ...argmax(arena, {
             logits: draftLogits,
             out: ids,
@@ -154,12 +173,12 @@ export const medusaHeads: HeadKind<MedusaWeights | null> = {
   reference(c, t, { h }) {
     const d = c.dModel;
     const u = rmsnormRef(h, get(t, "model.norm.weight"), d, c.normEps);
-    const lm = get(t, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    const shared = get(t, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
     return extra(c).map((j) => {
       const lin = matmulRef(u, get(t, weight(j)), d);
       const b = get(t, bias(j));
       for (let i = 0; i < lin.length; i++) lin[i] = u[i] + silu(lin[i] + b[i % d]);
-      return matmulRef(lin, lm, d);
+      return matmulRef(lin, c.headsOwnUnembedding ? get(t, ownUnembed(j)) : shared, d);
     });
   },
 };

@@ -32,7 +32,8 @@ export function threadsPerRow(n: number, k: number, f16: boolean): number {
  * y[r, n] = act(W[n] . x'[r] + bias[n]) + residual[r, n % residualDim] for r < rows, n < N,
  * where x' is x or, with `norm`, RMSNorm(x) * weight; for a gated W (gate and up stacked)
  * y[r, n] = silu(gate[n] . x'[r]) * (up[n] . x'[r]). The decode-time product: weights are read
- * once for up to 8 rows. One launch per part of W.
+ * once for up to 8 rows. `xRows` and `yRows` place the rows inside wider tensors (default:
+ * packed rows of K and N). One launch per part of W.
  */
 export function gemv(arena: Arena, o: {
   x: Tensor;
@@ -44,6 +45,10 @@ export function gemv(arena: Arena, o: {
   residual?: Tensor;
   /** Length of a residual row; default N. A smaller value broadcasts it over N. */
   residualDim?: number;
+  /** Row r of x starts at element `offset + r * stride` of x (both multiples of 4). */
+  xRows?: { offset: number; stride: number };
+  /** Row r of y starts at element `offset + r * stride` of y. */
+  yRows?: { offset: number; stride: number };
   /** Fused RMSNorm of x first: x' = x / rms(x) * weight. */
   norm?: { weight: Tensor; eps: number };
   /** Tuning: threads per output row (a power of two <= 256); output rows per thread (1 or 2). */
@@ -58,6 +63,14 @@ export function gemv(arena: Arena, o: {
   const label = o.label ?? "gemv";
   if (k % (f16 ? 8 : 4) !== 0) {
     throw new ShapeError(`${label}: gemv needs K a multiple of ${f16 ? 8 : 4}, got ${k}`);
+  }
+  const xl = o.xRows ?? { offset: 0, stride: k };
+  const yl = o.yRows ?? { offset: 0, stride: n };
+  if (xl.offset % 4 !== 0 || xl.stride % 4 !== 0 || xl.stride < k || yl.stride < n) {
+    throw new ShapeError(
+      `${label}: x rows at ${xl.offset} + r * ${xl.stride} must be vec4-aligned and hold ${k} ` +
+        `values; y rows (stride ${yl.stride}) must hold ${n}`,
+    );
   }
   const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, k, f16);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
@@ -88,14 +101,25 @@ export function gemv(arena: Arena, o: {
         RESIDUAL: !!o.residual,
         NORM: !!o.norm,
       },
-      params: [p.outputs, k, o.rows, residualDim, f32bits(o.norm?.eps ?? 0), p.start, n],
+      params: [
+        p.outputs,
+        k,
+        o.rows,
+        residualDim,
+        f32bits(o.norm?.eps ?? 0),
+        p.start,
+        yl.stride,
+        xl.offset / 4,
+        xl.stride / 4,
+        yl.offset,
+      ],
       bindings: [
         doneFlag(arena.gpu, o.done),
-        ["x", o.x, "read", o.rows * k],
+        ["x", o.x, "read", xl.offset + (o.rows - 1) * xl.stride + k],
         ["w", p.buffer, "read", partWords(w, p)],
         ["bias", o.bias ?? unused, "read", o.bias ? n : 1],
         ["residual", o.residual ?? unused, "read", o.residual ? o.rows * residualDim : 1],
-        ["y", o.y, "write", o.rows * n],
+        ["y", o.y, "write", yl.offset + (o.rows - 1) * yl.stride + n],
         ["norm", o.norm?.weight ?? unused, "read", o.norm ? k : 1],
       ],
       workgroups: [gx, Math.ceil(o.rows / rowsPerGroup), gz],

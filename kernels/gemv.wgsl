@@ -10,14 +10,19 @@
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
 // a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS and RO are
 // (speculative == greedy).
-struct Params { n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32 }
+// Row r of x starts at vec4 x4Offset + r x4Stride and row r of y at yOffset + r outStride, so x
+// and y may be rows of wider tensors (one head's slice of a block).
+struct Params {
+  n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32,
+  x4Offset: u32, x4Stride: u32, yOffset: u32,
+}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // [rows, K]
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // [x4Offset + rows x4Stride] vec4
 @group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;  // [N or 2N, K] (this part): f32 bits or 8 f16
 @group(0) @binding(4) var<storage, read> b: array<f32>;        // [outOffset + N] (BIAS)
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [rows, outStride]: columns outOffset..+N
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [yOffset + rows outStride]: columns outOffset..+N
 @group(0) @binding(7) var<storage, read> g: array<vec4f>;      // [K] (NORM)
 override F16: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
@@ -38,10 +43,10 @@ fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
 // The x (and norm weight g) vectors of K step i for query rows r0 .. r0+ROWS-1, loaded once and
 // applied to every weight row a thread handles (gate, up, a second output row). f16: 8 values
-// per row in a (first 4) and b (last 4); f32: 4 values in a.
+// per row in a (first 4) and b (last 4); f32: 4 values in a. xs4 is x's row stride in vec4s.
 struct X { a: array<vec4f, 8>, b: array<vec4f, 8>, ga: vec4f, gb: vec4f }
 
-fn loadX(xBase: u32, i: u32, k4: u32) -> X {
+fn loadX(xBase: u32, i: u32, xs4: u32) -> X {
   var o: X;
   o.ga = vec4f(1.0);
   o.gb = vec4f(1.0);
@@ -53,24 +58,24 @@ fn loadX(xBase: u32, i: u32, k4: u32) -> X {
     let j = xBase + 2u * i;
     o.a[0] = x[j];
     o.b[0] = x[j + 1u];
-    if (ROWS > 1u) { o.a[1] = x[j + k4]; o.b[1] = x[j + k4 + 1u]; }
-    if (ROWS > 2u) { o.a[2] = x[j + 2u * k4]; o.b[2] = x[j + 2u * k4 + 1u]; }
-    if (ROWS > 3u) { o.a[3] = x[j + 3u * k4]; o.b[3] = x[j + 3u * k4 + 1u]; }
-    if (ROWS > 4u) { o.a[4] = x[j + 4u * k4]; o.b[4] = x[j + 4u * k4 + 1u]; }
-    if (ROWS > 5u) { o.a[5] = x[j + 5u * k4]; o.b[5] = x[j + 5u * k4 + 1u]; }
-    if (ROWS > 6u) { o.a[6] = x[j + 6u * k4]; o.b[6] = x[j + 6u * k4 + 1u]; }
-    if (ROWS > 7u) { o.a[7] = x[j + 7u * k4]; o.b[7] = x[j + 7u * k4 + 1u]; }
+    if (ROWS > 1u) { o.a[1] = x[j + xs4]; o.b[1] = x[j + xs4 + 1u]; }
+    if (ROWS > 2u) { o.a[2] = x[j + 2u * xs4]; o.b[2] = x[j + 2u * xs4 + 1u]; }
+    if (ROWS > 3u) { o.a[3] = x[j + 3u * xs4]; o.b[3] = x[j + 3u * xs4 + 1u]; }
+    if (ROWS > 4u) { o.a[4] = x[j + 4u * xs4]; o.b[4] = x[j + 4u * xs4 + 1u]; }
+    if (ROWS > 5u) { o.a[5] = x[j + 5u * xs4]; o.b[5] = x[j + 5u * xs4 + 1u]; }
+    if (ROWS > 6u) { o.a[6] = x[j + 6u * xs4]; o.b[6] = x[j + 6u * xs4 + 1u]; }
+    if (ROWS > 7u) { o.a[7] = x[j + 7u * xs4]; o.b[7] = x[j + 7u * xs4 + 1u]; }
   } else {
     if (NORM) { o.ga = g[i]; }
     let j = xBase + i;
     o.a[0] = x[j];
-    if (ROWS > 1u) { o.a[1] = x[j + k4]; }
-    if (ROWS > 2u) { o.a[2] = x[j + 2u * k4]; }
-    if (ROWS > 3u) { o.a[3] = x[j + 3u * k4]; }
-    if (ROWS > 4u) { o.a[4] = x[j + 4u * k4]; }
-    if (ROWS > 5u) { o.a[5] = x[j + 5u * k4]; }
-    if (ROWS > 6u) { o.a[6] = x[j + 6u * k4]; }
-    if (ROWS > 7u) { o.a[7] = x[j + 7u * k4]; }
+    if (ROWS > 1u) { o.a[1] = x[j + xs4]; }
+    if (ROWS > 2u) { o.a[2] = x[j + 2u * xs4]; }
+    if (ROWS > 3u) { o.a[3] = x[j + 3u * xs4]; }
+    if (ROWS > 4u) { o.a[4] = x[j + 4u * xs4]; }
+    if (ROWS > 5u) { o.a[5] = x[j + 5u * xs4]; }
+    if (ROWS > 6u) { o.a[6] = x[j + 6u * xs4]; }
+    if (ROWS > 7u) { o.a[7] = x[j + 7u * xs4]; }
   }
   return o;
 }
@@ -120,12 +125,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var perRow = k4;  // vec4<u32> per weight row
   if (F16) { perRow = P.k / 8u; }
   // Rows past P.rows in the last row group read clamped, unused x; only their outputs are skipped.
-  let xBase = r0 * k4;
+  let xs4 = P.x4Stride;
+  let xBase = P.x4Offset + r0 * xs4;
   if (NORM) {
     // 1 / rms of each x row, reduced in a fixed order (the same for every ROWS).
     for (var r = 0u; r < ROWS; r++) {
       var s = 0.0;
-      for (var j = li; j < k4; j += WG) { let v = x[xBase + r * k4 + j]; s += dot(v, v); }
+      for (var j = li; j < k4; j += WG) { let v = x[xBase + r * xs4 + j]; s += dot(v, v); }
       partial[r * WG + li] = s;
     }
     workgroupBarrier();
@@ -169,8 +175,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         v1 = w[baseB + i + TPR];
         if (GATED) { t0 = w[baseBUp + i]; t1 = w[baseBUp + i + TPR]; }
       }
-      let x0 = loadX(xBase, i, k4);
-      let x1 = loadX(xBase, i + TPR, k4);
+      let x0 = loadX(xBase, i, xs4);
+      let x1 = loadX(xBase, i + TPR, xs4);
       let d0 = dots(w0, x0);
       aLo += d0.lo;
       aHi += d0.hi;
@@ -203,7 +209,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       }
     }
     if (i < perRow) {
-      let x0 = loadX(xBase, i, k4);
+      let x0 = loadX(xBase, i, xs4);
       let d0 = dots(w[baseA + i], x0);
       aLo += d0.lo;
       aHi += d0.hi;
@@ -263,7 +269,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       if (BIAS) { v += b[P.outOffset + nn]; }
       if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
       if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
-      y[(r0 + r) * P.outStride + P.outOffset + nn] = v;
+      y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v;
     }
   }
 }

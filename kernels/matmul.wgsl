@@ -1,13 +1,20 @@
 // Tiled matrix product for prefill and full forwards, over one part of W (see gemv.wgsl):
-// y[m, outOffset + n] = x[m, :] . W[n, :] for m < M, n < N, W starting wOffset elements into w.
+// y[m, outOffset + n] = x[m, :] . W[n, :] (+ b[outOffset + n] with BIAS) for m < M, n < N, W
+// starting wOffset elements into w. Row m of x starts at xOffset + m xStride, row m of y at
+// yOffset + m outStride, so x and y may be rows of wider tensors (one head's slice of a block).
 // 64x64 output tile per workgroup, 16-deep K tiles staged in workgroup memory, 4x4 outputs per thread.
-struct Params { m: u32, n: u32, k: u32, outOffset: u32, outStride: u32, wOffset: u32 }
+struct Params {
+  m: u32, n: u32, k: u32, outOffset: u32, outStride: u32, wOffset: u32,
+  xOffset: u32, xStride: u32, yOffset: u32,
+}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
-@group(0) @binding(2) var<storage, read> x: array<f32>;        // [M, K]
+@group(0) @binding(2) var<storage, read> x: array<f32>;        // [xOffset + M xStride]
 @group(0) @binding(3) var<storage, read> w: array<u32>;        // [wOffset + N K] (this part): f32 bits or f16 pairs
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, outStride]
+@group(0) @binding(4) var<storage, read> b: array<f32>;        // [outOffset + N] (BIAS)
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;  // [yOffset + M outStride]
 override F16: bool = false;
+override BIAS: bool = false;
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
 var<workgroup> xs: array<f32, 1024>;  // [KT][TILE]
@@ -33,7 +40,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let row = e / KT;
       let kk = e % KT;
       var xv = 0.0;
-      if (m0 + row < P.m && k0 + kk < P.k) { xv = x[(m0 + row) * P.k + k0 + kk]; }
+      if (m0 + row < P.m && k0 + kk < P.k) { xv = x[P.xOffset + (m0 + row) * P.xStride + k0 + kk]; }
       xs[kk * TILE + row] = xv;
       var wv = 0.0;
       if (n0 + row < P.n && k0 + kk < P.k) { wv = weight(n0 + row, k0 + kk); }
@@ -52,7 +59,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     for (var j = 0u; j < 4u; j++) {
       let m = m0 + ty * 4u + i;
       let n = n0 + tx * 4u + j;
-      if (m < P.m && n < P.n) { y[m * P.outStride + P.outOffset + n] = acc[i][j]; }
+      if (m < P.m && n < P.n) {
+        var v = acc[i][j];
+        if (BIAS) { v += b[P.outOffset + n]; }
+        y[P.yOffset + m * P.outStride + P.outOffset + n] = v;
+      }
     }
   }
 }

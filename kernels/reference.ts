@@ -4,6 +4,7 @@
  * @module
  */
 import { ShapeError } from "../gpu/errors.ts";
+import type { RopeScaling } from "./rope_kv.ts";
 
 /** out[r] = table[ids[r]]; ids outside [0, vocab) give zero rows. */
 export function embedRef(table: Float32Array, dim: number, ids: ArrayLike<number>): Float64Array {
@@ -84,17 +85,74 @@ export function argmaxRef(logits: ArrayLike<number>, n: number): number[] {
   return out;
 }
 
+/**
+ * RoPE frequency i of a head of width `hd`, after HF `rope_scaling` (transformers'
+ * `_compute_linear_scaling_rope_parameters` and `_compute_llama3_parameters`), written
+ * apart from the GPU's table so the two check each other.
+ */
+export function ropeFrequencyRef(
+  i: number,
+  hd: number,
+  o: { theta: number; scaling?: RopeScaling | null },
+): number {
+  const invFreq = 1 / Math.pow(o.theta, (2 * i) / hd);
+  const s = o.scaling;
+  if (!s) return invFreq;
+  if (s.type === "linear") return invFreq / s.factor;
+  const wavelen = (2 * Math.PI) / invFreq;
+  const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositions / s.highFreqFactor;
+  const scaled = wavelen > lowFreqWavelen ? invFreq / s.factor : invFreq;
+  const medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+  if (!medium) return scaled;
+  const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) /
+    (s.highFreqFactor - s.lowFreqFactor);
+  return (1 - smooth) * scaled / s.factor + smooth * scaled;
+}
+
 /** RoPE (rotate_half convention) of one head vector at `pos`, in place. */
-export function ropeRef(v: Float64Array | number[], pos: number, theta: number): void {
+export function ropeRef(
+  v: Float64Array | number[],
+  pos: number,
+  o: { theta: number; scaling?: RopeScaling | null },
+): void {
   const hd = v.length;
   const half = hd / 2;
   for (let i = 0; i < half; i++) {
-    const angle = pos * Math.pow(theta, -(2 * i) / hd);
+    const angle = pos * ropeFrequencyRef(i, hd, o);
     const c = Math.cos(angle), s = Math.sin(angle);
     const a = v[i], b = v[i + half];
     v[i] = a * c - b * s;
     v[i + half] = b * c + a * s;
   }
+}
+
+/**
+ * Per-head RMSNorm of the query and key parts of fused qkv rows [rows, (nHeads + 2 nKvHeads)
+ * hd]: query heads use `qWeight`, key heads `kWeight` (each [hd]); values are copied.
+ */
+export function qkNormRef(
+  qkv: ArrayLike<number>,
+  o: {
+    qWeight: ArrayLike<number>;
+    kWeight: ArrayLike<number>;
+    nHeads: number;
+    nKvHeads: number;
+    headDim: number;
+    eps: number;
+  },
+): Float64Array {
+  const hd = o.headDim;
+  const heads = o.nHeads + 2 * o.nKvHeads;
+  const out = Float64Array.from(qkv);
+  for (let r = 0; r < qkv.length / (heads * hd); r++) {
+    for (let h = 0; h < o.nHeads + o.nKvHeads; h++) {
+      const at = (r * heads + h) * hd;
+      const g = h < o.nHeads ? o.qWeight : o.kWeight;
+      out.set(rmsnormRef(out.subarray(at, at + hd), g, hd, o.eps), at);
+    }
+  }
+  return out;
 }
 
 /**

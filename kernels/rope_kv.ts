@@ -52,13 +52,56 @@ export function ropeKv(
   })];
 }
 
-/** cos/sin of position p and frequency i (theta^(-2i/headDim)), computed in f64. */
-export function ropeTable(capacity: number, headDim: number, theta: number): Float32Array {
-  const half = headDim / 2;
+/**
+ * RoPE frequency scaling (Hugging Face `rope_scaling`). "linear" divides positions by `factor`;
+ * "llama3" (Llama 3.1) divides the frequencies whose wavelength exceeds
+ * `originalMaxPositions / lowFreqFactor` by `factor`, keeps those whose wavelength is under
+ * `originalMaxPositions / highFreqFactor`, and blends the band between.
+ */
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | {
+    type: "llama3";
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
+
+/** RoPE's settings in a model config. */
+type RopeConfig = { headDim: number; ropeTheta: number; ropeScaling?: RopeScaling | null };
+
+/** Frequency i, theta^(-2i/headDim), after llama3 scaling (linear scaling divides positions). */
+function frequency(i: number, c: RopeConfig): number {
+  const f = Math.pow(c.ropeTheta, -(2 * i) / c.headDim);
+  const s = c.ropeScaling;
+  if (s?.type !== "llama3") return f;
+  const wavelen = 2 * Math.PI / f;
+  // transformers' _compute_llama3_parameters: both band edges belong to the blended band.
+  if (wavelen > s.originalMaxPositions / s.lowFreqFactor) return f / s.factor;
+  if (wavelen < s.originalMaxPositions / s.highFreqFactor) return f;
+  const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) /
+    (s.highFreqFactor - s.lowFreqFactor);
+  return (1 - smooth) * f / s.factor + smooth * f;
+}
+
+/**
+ * The RoPE table of `capacity` positions: cos/sin of the angle p * f_i for frequency i
+ * (theta^(-2i/headDim), rescaled by `ropeScaling`; linear scaling divides p), computed in f64.
+ * Takes the model's config (or any object with these fields).
+ */
+export function ropeTable(
+  capacity: number,
+  c: { headDim: number; ropeTheta: number; ropeScaling?: RopeScaling | null },
+): Float32Array {
+  const half = c.headDim / 2;
+  const scaling = c.ropeScaling;
   const t = new Float32Array(capacity * half * 2);
-  for (let p = 0; p < capacity; p++) {
-    for (let i = 0; i < half; i++) {
-      const angle = p * Math.pow(theta, -(2 * i) / headDim);
+  for (let i = 0; i < half; i++) {
+    const f = frequency(i, c);
+    for (let p = 0; p < capacity; p++) {
+      const pos = scaling?.type === "linear" ? p / scaling.factor : p;
+      const angle = pos * f;
       t[(p * half + i) * 2] = Math.cos(angle);
       t[(p * half + i) * 2 + 1] = Math.sin(angle);
     }

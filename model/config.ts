@@ -8,6 +8,9 @@
 import { z } from "zod";
 import { ConfigError, describeValue } from "../gpu/errors.ts";
 import { MAX_FUTURE } from "../kernels/state.ts";
+import type { RopeScaling } from "../kernels/rope_kv.ts";
+
+export type { RopeScaling };
 
 /** A validated configuration with every default and derived size filled in. */
 export interface ModelConfig {
@@ -39,6 +42,19 @@ export interface ModelConfig {
   headKind: string;
   /** Storage type of the weight matrices; activations are always f32. Default "f32". */
   dtype: "f32" | "f16";
+  /** q, k and v projections have biases (Qwen2; Llama with attention_bias). Default false. */
+  qkvBias: boolean;
+  /** The output projection has a bias (Llama with attention_bias). Default false. */
+  oBias: boolean;
+  /** Per-head RMSNorm of q and k before RoPE, weights [headDim] each (Qwen3). Default false. */
+  qkNorm: boolean;
+  /** RoPE frequency scaling (Llama 3 "llama3", or "linear"); null for none. Default null. */
+  ropeScaling: RopeScaling | null;
+  /**
+   * Heads 2..nFuture use their own unembedding matrices rather than the trunk's (Medusa's
+   * `medusa_head.{j}.1.weight`; medusa heads only). Default false.
+   */
+  headsOwnUnembedding: boolean;
 }
 
 /** The fields that have defaults (or are derived) and may be left out. */
@@ -50,7 +66,12 @@ export type DefaultedField =
   | "tieEmbeddings"
   | "nFuture"
   | "headKind"
-  | "dtype";
+  | "dtype"
+  | "qkvBias"
+  | "oBias"
+  | "qkNorm"
+  | "ropeScaling"
+  | "headsOwnUnembedding";
 
 /** What the user writes: a {@link ModelConfig} whose defaulted fields are optional. */
 export type ModelConfigInput =
@@ -82,6 +103,10 @@ function int(name: string, min: number, max: number, multipleOf = 1) {
   });
 }
 
+function flag(name: string) {
+  return z.boolean({ error: required(name, "true or false") }).default(false);
+}
+
 function positive(name: string, max = Infinity) {
   const bound = max === Infinity ? "> 0" : `in (0, ${max}]`;
   return z.number({ error: required(name, "a number") })
@@ -101,10 +126,7 @@ const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
   maxSeqLen: { schema: int("maxSeqLen", 2, 1 << 20), hf: "max_position_embeddings" },
   ropeTheta: { schema: positive("ropeTheta").default(10000), hf: "rope_theta" },
   normEps: { schema: positive("normEps", 1).default(1e-5), hf: "rms_norm_eps" },
-  tieEmbeddings: {
-    schema: z.boolean({ error: required("tieEmbeddings", "true or false") }).default(false),
-    hf: "tie_word_embeddings",
-  },
+  tieEmbeddings: { schema: flag("tieEmbeddings"), hf: "tie_word_embeddings" },
   nFuture: { schema: int("nFuture", 1, MAX_FUTURE).default(4), hf: null },
   headKind: {
     schema: z.string({ error: required("headKind", "a string") }).default("transformer"),
@@ -115,6 +137,27 @@ const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
       .default("f32"),
     hf: null,
   },
+  qkvBias: { schema: flag("qkvBias"), hf: null },
+  oBias: { schema: flag("oBias"), hf: null },
+  qkNorm: { schema: flag("qkNorm"), hf: null },
+  ropeScaling: {
+    schema: z.discriminatedUnion("type", [
+      z.strictObject({ type: z.literal("linear"), factor: positive("ropeScaling.factor") }),
+      z.strictObject({
+        type: z.literal("llama3"),
+        factor: positive("ropeScaling.factor"),
+        lowFreqFactor: positive("ropeScaling.lowFreqFactor"),
+        highFreqFactor: positive("ropeScaling.highFreqFactor"),
+        originalMaxPositions: int("ropeScaling.originalMaxPositions", 1, 1 << 24),
+      }),
+    ], {
+      error: (i) =>
+        `ropeScaling must be null, { type: "linear", factor } or { type: "llama3", factor, ` +
+        `lowFreqFactor, highFreqFactor, originalMaxPositions }, ${got(i)}`,
+    }).nullable().default(null),
+    hf: "rope_scaling",
+  },
+  headsOwnUnembedding: { schema: flag("headsOwnUnembedding"), hf: null },
 };
 
 const ConfigSchema = z.strictObject(
@@ -173,6 +216,16 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
   if (headDim! > 256) fail([`headDim (${headDim}) must be at most 256`]);
   if ((c.nHeads * headDim!) % 8 !== 0) {
     fail([`nHeads * headDim (${c.nHeads * headDim!}) must be a multiple of 8`]);
+  }
+  const rs = c.ropeScaling;
+  if (rs?.type === "llama3" && !(rs.highFreqFactor > rs.lowFreqFactor)) {
+    fail([
+      `ropeScaling.highFreqFactor (${rs.highFreqFactor}) must be greater than lowFreqFactor ` +
+      `(${rs.lowFreqFactor})`,
+    ]);
+  }
+  if (c.headsOwnUnembedding && c.headKind !== "medusa") {
+    fail([`headsOwnUnembedding is supported for medusa heads only, not "${c.headKind}"`]);
   }
   return { ...c, nKvHeads, headDim: headDim! };
 }

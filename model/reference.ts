@@ -26,7 +26,23 @@ export function get(t: Tensors, name: string): Float32Array {
   return v;
 }
 
-/** One pre-norm Llama layer over a whole sequence x [T, dModel] at positions 0..T-1. */
+/** y = x W^T (+ b, broadcast over rows): the HF Linear `name`, with its bias when it has one. */
+function linearRef(
+  x: Float64Array,
+  t: Tensors,
+  o: { name: string; k: number; bias: boolean },
+): Float64Array {
+  const y = matmulRef(x, get(t, `${o.name}.weight`), o.k);
+  if (!o.bias) return y;
+  const b = get(t, `${o.name}.bias`);
+  for (let i = 0; i < y.length; i++) y[i] += b[i % b.length];
+  return y;
+}
+
+/**
+ * One pre-norm Llama layer over a whole sequence x [T, dModel] at positions 0..T-1, with the
+ * biases (Qwen2, Llama attention_bias), per-head q/k norms (Qwen3) and RoPE scaling `c` asks for.
+ */
 export function layerRef(
   c: ModelConfig,
   t: Tensors,
@@ -35,18 +51,24 @@ export function layerRef(
 ): Float64Array {
   const d = c.dModel, hd = c.headDim;
   const rows = x.length / d;
+  const a = `${prefix}.self_attn`;
   const xn = rmsnormRef(x, get(t, `${prefix}.input_layernorm.weight`), d, c.normEps);
-  const q = matmulRef(xn, get(t, `${prefix}.self_attn.q_proj.weight`), d);
-  const k = matmulRef(xn, get(t, `${prefix}.self_attn.k_proj.weight`), d);
-  const v = matmulRef(xn, get(t, `${prefix}.self_attn.v_proj.weight`), d);
+  const bias = c.qkvBias;
+  let q = linearRef(xn, t, { name: `${a}.q_proj`, k: d, bias });
+  let k = linearRef(xn, t, { name: `${a}.k_proj`, k: d, bias });
+  const v = linearRef(xn, t, { name: `${a}.v_proj`, k: d, bias });
+  if (c.qkNorm) {
+    // Rows of hd values are the heads: HF views q as [..., heads, head_dim] and norms the last axis.
+    q = rmsnormRef(q, get(t, `${a}.q_norm.weight`), hd, c.normEps);
+    k = rmsnormRef(k, get(t, `${a}.k_norm.weight`), hd, c.normEps);
+  }
+  const rope = { theta: c.ropeTheta, scaling: c.ropeScaling };
   for (let r = 0; r < rows; r++) {
     for (let h = 0; h < c.nHeads; h++) {
-      const a = q.subarray((r * c.nHeads + h) * hd, (r * c.nHeads + h + 1) * hd);
-      ropeRef(a, r, c.ropeTheta);
+      ropeRef(q.subarray((r * c.nHeads + h) * hd, (r * c.nHeads + h + 1) * hd), r, rope);
     }
     for (let h = 0; h < c.nKvHeads; h++) {
-      const a = k.subarray((r * c.nKvHeads + h) * hd, (r * c.nKvHeads + h + 1) * hd);
-      ropeRef(a, r, c.ropeTheta);
+      ropeRef(k.subarray((r * c.nKvHeads + h) * hd, (r * c.nKvHeads + h + 1) * hd), r, rope);
     }
   }
   const attn = attentionRef(q, k, v, {
@@ -55,10 +77,8 @@ export function layerRef(
     headDim: hd,
     pos0: 0,
   });
-  const mid = addRef(
-    x,
-    matmulRef(attn, get(t, `${prefix}.self_attn.o_proj.weight`), c.nHeads * hd),
-  );
+  const o = linearRef(attn, t, { name: `${a}.o_proj`, k: c.nHeads * hd, bias: c.oBias });
+  const mid = addRef(x, o);
   const xn2 = rmsnormRef(mid, get(t, `${prefix}.post_attention_layernorm.weight`), d, c.normEps);
   const gate = matmulRef(xn2, get(t, `${prefix}.mlp.gate_proj.weight`), d);
   const up = matmulRef(xn2, get(t, `${prefix}.mlp.up_proj.weight`), d);

@@ -1,17 +1,20 @@
 /**
  * The trunk's forward pass as flat lists of kernel launches: a Llama pre-norm layer (RMSNorm,
- * RoPE, grouped-query attention, SwiGLU) over a block of rows, each row at its own position
+ * RoPE, grouped-query attention, SwiGLU; optional q/k/v and o biases and per-head q/k norms for
+ * the Qwen and Llama variants) over a block of rows, each row at its own position
  * (a u32 tensor), each launch written output first, then inputs and weights. Blocks of up to 8
  * rows (decode, verify) use the fused matrix-vector kernel; longer blocks (prefill, full
  * forwards) the tiled matrix product.
  * @module
  */
 import type { Arena, Tensor } from "../gpu/arena.ts";
+import { ShapeError } from "../gpu/errors.ts";
 import type { Dispatch, Matrix } from "../kernels/dispatch.ts";
 import { embed } from "../kernels/embed.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { qkNorm } from "../kernels/qk_norm.ts";
 import { ropeKv } from "../kernels/rope_kv.ts";
 import { attention, attentionSplits } from "../kernels/attention.ts";
 import { add } from "../kernels/add.ts";
@@ -92,26 +95,38 @@ export function allocKv(a: Arena, c: ModelConfig, capacity: number, n: number): 
   }));
 }
 
-/** y = x W^T for `rows` rows, with the kernel that suits the block size. */
+/**
+ * y = x W^T for `rows` rows, with the kernel that suits the block size; `xRows` and `yRows`
+ * place the rows inside wider tensors (row r at `offset + r * stride`).
+ */
 export function project(
   ctx: ForwardContext,
-  o: { y: Tensor; x: Tensor; w: Matrix; rows: number; label: string },
+  o: {
+    y: Tensor;
+    x: Tensor;
+    w: Matrix;
+    rows: number;
+    xRows?: { offset: number; stride: number };
+    yRows?: { offset: number; stride: number };
+    label: string;
+  },
 ): Dispatch[] {
   const f = o.rows <= GEMV_MAX_ROWS ? gemv : matmul;
   return f(ctx.arena, { ...o, done: ctx.done });
 }
 
-/** y = x W^T + residual, with the kernel that suits the block size. */
+/** y = x W^T (+ bias) + residual, with the kernel that suits the block size. */
 function linearResidual(
   ctx: ForwardContext,
   s: Scratch,
-  o: { y: Tensor; x: Tensor; w: Matrix; residual: Tensor; label: string },
+  o: { y: Tensor; x: Tensor; w: Matrix; bias: Tensor | null; residual: Tensor; label: string },
 ): Dispatch[] {
   const { arena, done } = ctx;
   const rows = s.rows;
-  if (rows <= GEMV_MAX_ROWS) return gemv(arena, { ...o, rows, done });
+  const bias = o.bias ?? undefined;
+  if (rows <= GEMV_MAX_ROWS) return gemv(arena, { ...o, bias, rows, done });
   return [
-    ...matmul(arena, { rows, y: s.tmp, x: o.x, w: o.w, done, label: o.label }),
+    ...matmul(arena, { rows, y: s.tmp, x: o.x, w: o.w, bias, done, label: o.label }),
     ...add(arena, {
       out: o.y,
       a: o.residual,
@@ -124,22 +139,28 @@ function linearResidual(
 }
 
 /**
- * y = RMSNorm(x) g W^T, or for a gated W, y = silu(xn Wgate^T) * (xn Wup^T) (SwiGLU). Short
- * blocks fuse the norm into the matrix-vector kernel; long blocks normalise into s.xn first.
+ * y = RMSNorm(x) g W^T (+ bias), or for a gated W, y = silu(xn Wgate^T) * (xn Wup^T) (SwiGLU,
+ * no bias). Short blocks fuse the norm into the matrix-vector kernel; long blocks normalise
+ * into s.xn first.
  */
 export function normLinear(
   ctx: ForwardContext,
   s: Scratch,
-  o: { y: Tensor; x: Tensor; norm: Tensor; w: Matrix; label: string },
+  o: { y: Tensor; x: Tensor; norm: Tensor; w: Matrix; bias?: Tensor | null; label: string },
 ): Dispatch[] {
   const { arena, done, config: c } = ctx;
   const rows = s.rows;
+  const bias = o.bias ?? undefined;
+  if (bias && o.w.gated) {
+    throw new ShapeError(`${o.label}: normLinear takes no bias for a gated matrix`);
+  }
   if (rows <= GEMV_MAX_ROWS) {
     return gemv(arena, {
       rows,
       y: o.y,
       x: o.x,
       w: o.w,
+      bias,
       norm: { weight: o.norm, eps: c.normEps },
       done,
       label: o.label,
@@ -157,7 +178,10 @@ export function normLinear(
     label: `${o.label}.norm`,
   });
   if (!o.w.gated) {
-    return [...norm, ...matmul(arena, { rows, y: o.y, x: s.xn, w: o.w, done, label: o.label })];
+    return [
+      ...norm,
+      ...matmul(arena, { rows, y: o.y, x: s.xn, w: o.w, bias, done, label: o.label }),
+    ];
   }
   return [
     ...norm,
@@ -185,14 +209,27 @@ export function layer(
     capacity: ctx.capacity,
   };
   return [
-    // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T
+    // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T (+ [bq bk bv])
     ...normLinear(ctx, s, {
       y: s.qkv,
       x: o.input,
       norm: w.inputNorm,
       w: w.qkv,
+      bias: w.qkvBias,
       label: `${label}.qkv_proj`,
     }),
+    // q, k = RMSNorm(q) g_q, RMSNorm(k) g_k over each head (Qwen3), before RoPE
+    ...(w.qkNorm
+      ? qkNorm(arena, {
+        ...shape,
+        rows,
+        qkv: s.qkv,
+        weight: w.qkNorm,
+        eps: c.normEps,
+        done,
+        label: `${label}.qk_norm`,
+      })
+      : []),
     // q, k = RoPE(q, k, pos); cache[pos] = k, v
     ...ropeKv(arena, {
       ...shape,
@@ -220,11 +257,12 @@ export function layer(
       done,
       label: `${label}.attention`,
     }),
-    // mid = x + attn Wo^T
+    // mid = x + attn Wo^T (+ bo)
     ...linearResidual(ctx, s, {
       y: s.mid,
       x: s.attn,
       w: w.o,
+      bias: w.oBias,
       residual: o.input,
       label: `${label}.o_proj`,
     }),
@@ -241,6 +279,7 @@ export function layer(
       y: o.output,
       x: s.ff,
       w: w.down,
+      bias: null,
       residual: s.mid,
       label: `${label}.down_proj`,
     }),

@@ -16,8 +16,17 @@ export interface LayerWeights {
   inputNorm: Tensor;
   /** q_proj; k_proj; v_proj stacked: [(nHeads + 2 nKvHeads) headDim, dModel] */
   qkv: Matrix;
+  /**
+   * q_proj; k_proj; v_proj biases, stacked like `qkv`'s rows: [(nHeads + 2 nKvHeads) headDim];
+   * null without `qkvBias`
+   */
+  qkvBias: Tensor | null;
+  /** q_norm; k_norm: [2, headDim], per-head RMSNorm weights; null without `qkNorm` */
+  qkNorm: Tensor | null;
   /** o_proj: [dModel, nHeads headDim] */
   o: Matrix;
+  /** o_proj's bias: [dModel]; null without `oBias` */
+  oBias: Tensor | null;
   /** post_attention_layernorm: [dModel] */
   postNorm: Tensor;
   /** gate_proj and up_proj, gated: [2 dFF, dModel] */
@@ -60,20 +69,37 @@ export interface Placement {
   segments: Segment[];
 }
 
-/** The tensors of one Llama layer under prefix `p`, with shapes. */
+/** q_proj, k_proj and v_proj's bias names under attention prefix `a`, with lengths. */
+function qkvBiasBlocks(c: ModelConfig, a: string): [name: string, n: number][] {
+  const hd = c.headDim;
+  return [
+    [`${a}.q_proj.bias`, c.nHeads * hd],
+    [`${a}.k_proj.bias`, c.nKvHeads * hd],
+    [`${a}.v_proj.bias`, c.nKvHeads * hd],
+  ];
+}
+
+/** The tensors of one Llama layer under prefix `p`, with shapes (with the configured extras). */
 export function layerTensorShapes(c: ModelConfig, p: string): [string, number[]][] {
   const d = c.dModel, hd = c.headDim;
-  return [
+  const a = `${p}.self_attn`;
+  const out: [string, number[]][] = [
     [`${p}.input_layernorm.weight`, [d]],
-    [`${p}.self_attn.q_proj.weight`, [c.nHeads * hd, d]],
-    [`${p}.self_attn.k_proj.weight`, [c.nKvHeads * hd, d]],
-    [`${p}.self_attn.v_proj.weight`, [c.nKvHeads * hd, d]],
-    [`${p}.self_attn.o_proj.weight`, [d, c.nHeads * hd]],
+    [`${a}.q_proj.weight`, [c.nHeads * hd, d]],
+    [`${a}.k_proj.weight`, [c.nKvHeads * hd, d]],
+    [`${a}.v_proj.weight`, [c.nKvHeads * hd, d]],
+  ];
+  if (c.qkvBias) out.push(...qkvBiasBlocks(c, a).map(([n, len]): [string, number[]] => [n, [len]]));
+  if (c.qkNorm) out.push([`${a}.q_norm.weight`, [hd]], [`${a}.k_norm.weight`, [hd]]);
+  out.push([`${a}.o_proj.weight`, [d, c.nHeads * hd]]);
+  if (c.oBias) out.push([`${a}.o_proj.bias`, [d]]);
+  out.push(
     [`${p}.post_attention_layernorm.weight`, [d]],
     [`${p}.mlp.gate_proj.weight`, [c.dFF, d]],
     [`${p}.mlp.up_proj.weight`, [c.dFF, d]],
     [`${p}.mlp.down_proj.weight`, [d, c.dFF]],
-  ];
+  );
+  return out;
 }
 
 /** The trunk's tensors under their checkpoint names, with shapes (matrices have 2 dims). */
@@ -186,21 +212,41 @@ export class WeightAllocator {
     return t;
   }
 
-  /** One pre-norm Llama layer under prefix `p`. */
+  /**
+   * f32 vectors of the given lengths concatenated in one tensor [sum of lengths] (e.g. the q, k
+   * and v biases, laid out like the fused matrix's rows).
+   */
+  vectorBlocks(label: string, blocks: [name: string, n: number][]): Tensor {
+    const t = this.#arena.tensor(label, [blocks.reduce((s, [, n]) => s + n, 0)]);
+    let at = 0;
+    for (const [name, n] of blocks) {
+      this.placements.set(name, {
+        shape: [n],
+        dtype: "f32",
+        segments: [{ buffer: t.buffer, offset: at, row: 0, rows: 1 }],
+      });
+      at += n;
+    }
+    return t;
+  }
+
+  /** One pre-norm Llama layer under prefix `p`, with the biases and q/k norms `c` asks for. */
   layer(c: ModelConfig, p: string): LayerWeights {
     const d = c.dModel, hd = c.headDim;
+    const a = `${p}.self_attn`;
     return {
       inputNorm: this.vectors(`${p}.input_layernorm.weight`, [`${p}.input_layernorm.weight`], d),
-      qkv: this.matrix(`${p}.self_attn.qkv`, [
-        [`${p}.self_attn.q_proj.weight`, c.nHeads * hd],
-        [`${p}.self_attn.k_proj.weight`, c.nKvHeads * hd],
-        [`${p}.self_attn.v_proj.weight`, c.nKvHeads * hd],
+      qkv: this.matrix(`${a}.qkv`, [
+        [`${a}.q_proj.weight`, c.nHeads * hd],
+        [`${a}.k_proj.weight`, c.nKvHeads * hd],
+        [`${a}.v_proj.weight`, c.nKvHeads * hd],
       ], d),
-      o: this.matrix(
-        `${p}.self_attn.o_proj.weight`,
-        [[`${p}.self_attn.o_proj.weight`, d]],
-        c.nHeads * hd,
-      ),
+      qkvBias: c.qkvBias ? this.vectorBlocks(`${a}.qkv_bias`, qkvBiasBlocks(c, a)) : null,
+      qkNorm: c.qkNorm
+        ? this.vectors(`${a}.qk_norm`, [`${a}.q_norm.weight`, `${a}.k_norm.weight`], hd)
+        : null,
+      o: this.matrix(`${a}.o_proj.weight`, [[`${a}.o_proj.weight`, d]], c.nHeads * hd),
+      oBias: c.oBias ? this.vectors(`${a}.o_proj.bias`, [`${a}.o_proj.bias`], d) : null,
       postNorm: this.vectors(
         `${p}.post_attention_layernorm.weight`,
         [`${p}.post_attention_layernorm.weight`],
@@ -328,9 +374,10 @@ function fillUniform(out: Float32Array, seed: number, mean: number, std: number)
 
 /**
  * Seeded random values for the named tensors (a tensor's values depend only on the seed and its
- * name). Matrices have standard deviation 1/sqrt(fan-in), embeddings 1, norm weights are near 1
- * and biases near 0; all are drawn, none is constant, so tests see every weight act. With
- * `f16`, matrices come rounded to f16: exactly the values an f16 model holds.
+ * name). Matrices have standard deviation 1/sqrt(fan-in), embeddings 1, norm weights (q/k norms
+ * included) are near 1 and biases near 0 (attention biases with a wider spread); all are drawn,
+ * none is constant, so tests see every weight act. With `f16`, matrices come rounded to f16:
+ * exactly the values an f16 model holds.
  */
 export function* randomTensors(
   shapes: [string, number[]][],
@@ -340,6 +387,9 @@ export function* randomTensors(
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     const s = hashString(name, o.seed);
     if (name.endsWith("norm.weight")) fillUniform(data, s, 1, 0.1);
+    // Attention biases get a wider spread (Qwen2's are large), so a launch that dropped one
+    // would change tokens, not only logits, in the token-level tests.
+    else if (name.includes(".self_attn.") && name.endsWith(".bias")) fillUniform(data, s, 0, 0.5);
     else if (name.endsWith(".bias")) fillUniform(data, s, 0, 0.1);
     else if (name === "model.embed_tokens.weight") fillUniform(data, s, 0, 1);
     else fillUniform(data, s, 0, 1 / Math.sqrt(shape[1]));

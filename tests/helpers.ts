@@ -101,6 +101,34 @@ export async function readU32(a: Arena, t: Tensor | GPUBuffer, n: number): Promi
 /** The test suite's model: odd sizes (multiples of no workgroup size), nKvHeads < nHeads. */
 export const tiny = (o: Partial<ModelConfigInput> = {}): ModelConfigInput => preset("tiny-odd", o);
 
+/**
+ * Llama 3 RoPE scaling sized for tiny-odd (headDim 8, theta 1e4: wavelengths 6.3, 63, 628 and
+ * 6283): it keeps the first frequency, blends the second and divides the last two by 8.
+ */
+export const TINY_LLAMA3: ModelConfigInput["ropeScaling"] = {
+  type: "llama3",
+  factor: 8,
+  lowFreqFactor: 2,
+  highFreqFactor: 16,
+  originalMaxPositions: 200,
+};
+
+/** The Hugging Face trunk features, one at a time, for tests that run each. */
+export const FEATURES: Record<string, Partial<ModelConfigInput>> = {
+  "q/k/v and o biases": { qkvBias: true, oBias: true },
+  "q/k norms": { qkNorm: true },
+  "linear RoPE scaling": { ropeScaling: { type: "linear", factor: 4 } },
+  "llama3 RoPE scaling": { ropeScaling: TINY_LLAMA3 },
+};
+
+/** Every trunk feature at once (Qwen-style biases and norms, Llama 3 RoPE). */
+export const ALL_FEATURES: Partial<ModelConfigInput> = {
+  qkvBias: true,
+  oBias: true,
+  qkNorm: true,
+  ropeScaling: TINY_LLAMA3,
+};
+
 /** n random token ids below vocab. */
 export function randomTokens(n: number, vocab: number, seed: number): number[] {
   const r = rng(seed);

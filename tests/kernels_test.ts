@@ -4,7 +4,8 @@ import { embed } from "../kernels/embed.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { ropeKv, ropeTable } from "../kernels/rope_kv.ts";
+import { ropeKv, type RopeScaling, ropeTable } from "../kernels/rope_kv.ts";
+import { qkNorm } from "../kernels/qk_norm.ts";
 import { attention, attentionSplits } from "../kernels/attention.ts";
 import { add } from "../kernels/add.ts";
 import { swiglu } from "../kernels/swiglu.ts";
@@ -17,6 +18,7 @@ import {
   embedRef,
   gatherRowsRef,
   matmulRef,
+  qkNormRef,
   relativeError,
   rmsnormRef,
   ropeRef,
@@ -214,6 +216,84 @@ for (const f16 of [false, true]) {
     run(a.gpu, matmul(a, { x: f32(a, x), w: m, y, rows }), "t");
     assertClose(await readF32(a, y, rows * n), matmulRef(x, values, k), tol, "matmul");
   });
+
+  for (const partRows of [undefined, 20]) {
+    const split = partRows ? ", split into parts" : "";
+    Deno.test(`matmul() with a bias matches the CPU reference for ${dt} weights on odd shapes${split}`, async () => {
+      const a = await testArena();
+      const rows = 70, n = 83, k = 152;
+      const { m, values } = matrix(a, n, k, { seed: 50, f16, partRows });
+      assert.equal(m.parts.length, partRows ? 5 : 1);
+      const x = randomArray(rows * k, 51);
+      const bias = randomArray(n, 52);
+      const y = poisoned(a, rows * n);
+      run(a.gpu, matmul(a, { x: f32(a, x), w: m, y, rows, bias: f32(a, bias) }), "t");
+      const ref = matmulRef(x, values, k).map((v, i) => v + bias[i % n]);
+      assertClose(await readF32(a, y, rows * n), ref, tol, "matmul + bias");
+    });
+  }
+
+  Deno.test(`gemv() and matmul() read and write rows inside wider tensors (xRows, yRows), ${dt}`, async () => {
+    const a = await testArena();
+    const n = 37, k = 48;
+    const xOff = 8, xStride = k + 12, yOff = 5, yStride = n + 7;
+    const { m, values } = matrix(a, n, k, { seed: 53, f16, partRows: 16 });
+    const bias = randomArray(n, 54);
+    const g = randomArray(k, 55);
+    for (const rows of [1, 3, 11]) {
+      const wide = randomArray(xOff + rows * xStride, 56 + rows, 3);
+      const x = Float32Array.from(
+        { length: rows * k },
+        (_, i) => wide[xOff + Math.floor(i / k) * xStride + (i % k)],
+      );
+      const launches: [string, (y: ReturnType<typeof poisoned>) => Dispatch[], Float64Array][] = [
+        [
+          "matmul",
+          (y) =>
+            matmul(a, {
+              x: f32(a, wide),
+              w: m,
+              y,
+              rows,
+              bias: f32(a, bias),
+              xRows: { offset: xOff, stride: xStride },
+              yRows: { offset: yOff, stride: yStride },
+            }),
+          matmulRef(x, values, k).map((v, i) => v + bias[i % n]),
+        ],
+        [
+          "gemv with a fused norm",
+          (y) =>
+            gemv(a, {
+              x: f32(a, wide),
+              w: m,
+              y,
+              rows,
+              norm: { weight: f32(a, g), eps: 1e-5 },
+              xRows: { offset: xOff, stride: xStride },
+              yRows: { offset: yOff, stride: yStride },
+            }),
+          matmulRef(rmsnormRef(x, g, k, 1e-5), values, k),
+        ],
+      ];
+      for (const [name, launch, ref] of launches) {
+        const size = yOff + rows * yStride;
+        const y = poisoned(a, size);
+        run(a.gpu, launch(y), "t");
+        const got = await readF32(a, y, size);
+        const inRows = (i: number) => i >= yOff && (i - yOff) % yStride < n;
+        const picked = Array.from(
+          { length: rows * n },
+          (_, i) => got[yOff + Math.floor(i / n) * yStride + (i % n)],
+        );
+        assertClose(picked, ref, tol, `${name}, ${rows} rows`);
+        assert.ok(
+          got.every((v, i) => inRows(i) || Number.isNaN(v)),
+          `${name}, ${rows} rows: wrote outside its rows`,
+        );
+      }
+    }
+  });
 }
 
 Deno.test("a launch whose buffers are too small is refused when it is built, naming the buffer", async () => {
@@ -233,8 +313,24 @@ Deno.test("a launch whose buffers are too small is refused when it is built, nam
   );
 });
 
-for (const rows of [1, 3]) {
-  Deno.test(`ropeKv() rotates q in place and writes rotated k and v at each row's position (${rows} rows)`, async () => {
+// headDim 12, theta 10000: wavelengths 6.3, 29, 135, 628, 2920 and 13540, so this llama3 scaling
+// keeps the first three, blends the fourth and divides the last two.
+const LLAMA3_SMALL: RopeScaling = {
+  type: "llama3",
+  factor: 8,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositions: 1000,
+};
+const ropeCases: [number, RopeScaling | null][] = [
+  [1, null],
+  [3, null],
+  [3, { type: "linear", factor: 4 }],
+  [3, LLAMA3_SMALL],
+];
+for (const [rows, scaling] of ropeCases) {
+  const scaled = scaling ? `, ${scaling.type} scaling` : "";
+  Deno.test(`ropeKv() rotates q in place and writes rotated k and v at each row's position (${rows} rows${scaled})`, async () => {
     const a = await testArena();
     const nHeads = 4, nKvHeads = 2, headDim = 12, capacity = 20;
     const positions = rows === 1 ? [6] : [6, 13, 2]; // rows need not be consecutive positions
@@ -247,7 +343,7 @@ for (const rows of [1, 3]) {
       a.gpu,
       ropeKv(a, {
         positions: u32(a, positions),
-        rope: f32(a, ropeTable(capacity, headDim, 10000)),
+        rope: f32(a, ropeTable(capacity, { headDim, ropeTheta: 10000, ropeScaling: scaling })),
         qkv: qkvB,
         kCache: kc,
         vCache: vc,
@@ -270,7 +366,7 @@ for (const rows of [1, 3]) {
         const x = Array.from(
           qkv.subarray(r * stride + h * headDim, r * stride + (h + 1) * headDim),
         );
-        ropeRef(x, pos, 10000);
+        ropeRef(x, pos, { theta: 10000, scaling });
         if (h < nHeads) {
           qRef.push(...x);
           qGot.push(...q.subarray(r * stride + h * headDim, r * stride + (h + 1) * headDim));
@@ -291,6 +387,126 @@ for (const rows of [1, 3]) {
     assert.ok(Number.isNaN(k[0]), "positions no row names are untouched");
   });
 }
+
+/**
+ * transformers' inverse frequencies, transcribed: `_compute_default_rope_parameters`, then
+ * `_compute_linear_scaling_rope_parameters` (inv_freq /= factor) or `_compute_llama3_parameters`
+ * (the torch.where form). `band` says which llama3 branch each frequency took.
+ */
+function hfInvFreq(dim: number, base: number, scaling: RopeScaling) {
+  const invFreq = Array.from({ length: dim / 2 }, (_, j) => 1.0 / base ** ((2 * j) / dim));
+  if (scaling.type === "linear") {
+    return { invFreq: invFreq.map((f) => f / scaling.factor), band: [] as string[] };
+  }
+  const factor = scaling.factor;
+  const lowFreqFactor = scaling.lowFreqFactor;
+  const highFreqFactor = scaling.highFreqFactor;
+  const oldContextLen = scaling.originalMaxPositions;
+  const lowFreqWavelen = oldContextLen / lowFreqFactor;
+  const highFreqWavelen = oldContextLen / highFreqFactor;
+  const wavelen = invFreq.map((f) => 2 * Math.PI / f);
+  const invFreqLlama = invFreq.map((f, j) => wavelen[j] > lowFreqWavelen ? f / factor : f);
+  const smoothFactor = wavelen.map((w) =>
+    (oldContextLen / w - lowFreqFactor) / (highFreqFactor - lowFreqFactor)
+  );
+  const smoothedInvFreq = invFreqLlama.map((f, j) =>
+    (1 - smoothFactor[j]) * f / factor + smoothFactor[j] * f
+  );
+  const isMediumFreq = wavelen.map((w) => !(w < highFreqWavelen) && !(w > lowFreqWavelen));
+  return {
+    invFreq: invFreqLlama.map((f, j) => isMediumFreq[j] ? smoothedInvFreq[j] : f),
+    band: wavelen.map((w, j) => isMediumFreq[j] ? "medium" : w > lowFreqWavelen ? "low" : "high"),
+  };
+}
+
+const LLAMA31: RopeScaling = { // Llama 3.1 8B's config.json
+  type: "llama3",
+  factor: 8,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositions: 8192,
+};
+for (const scaling of [{ type: "linear", factor: 4 } as RopeScaling, LLAMA31]) {
+  Deno.test(`ropeTable() with ${scaling.type} scaling matches transformers' formula`, () => {
+    const headDim = 128, theta = 500000, capacity = 9000;
+    const table = ropeTable(capacity, { headDim, ropeTheta: theta, ropeScaling: scaling });
+    const plain = ropeTable(capacity, { headDim, ropeTheta: theta });
+    const { invFreq, band } = hfInvFreq(headDim, theta, scaling);
+    const freqs = [0, 5, 20, 29, 31, 34, 40, 50, 63];
+    if (scaling.type === "llama3") {
+      // Llama 3.1 puts these frequencies in all three bands.
+      assert.deepEqual(new Set(freqs.map((i) => band[i])), new Set(["high", "medium", "low"]));
+    }
+    let differs = 0;
+    for (const p of [1, 17, 4099, 8999]) {
+      for (const i of freqs) {
+        const at = (p * headDim / 2 + i) * 2;
+        const angle = p * invFreq[i];
+        assert.ok(Math.abs(table[at] - Math.cos(angle)) < 1e-6, `cos, position ${p}, freq ${i}`);
+        assert.ok(
+          Math.abs(table[at + 1] - Math.sin(angle)) < 1e-6,
+          `sin, position ${p}, freq ${i}`,
+        );
+        if (Math.abs(table[at] - plain[at]) > 1e-3) differs++;
+      }
+    }
+    assert.ok(differs > 6, `scaling changed only ${differs} entries`);
+  });
+}
+
+for (const headDim of [12, 76]) { // under and over one workgroup of 64
+  Deno.test(`qkNorm() normalises each q and k head in place and leaves v alone (headDim ${headDim})`, async () => {
+    const a = await testArena();
+    const rows = 3, nHeads = 5, nKvHeads = 1;
+    const stride = (nHeads + 2 * nKvHeads) * headDim;
+    const qkv = randomArray(rows * stride, 60 + headDim, 3);
+    const g = randomArray(2 * headDim, 61, 2);
+    // A row past `rows`, NaN: the kernel must leave it alone.
+    const buf = f32(a, Float32Array.from([...qkv, ...new Array(stride).fill(NaN)]));
+    const o = { nHeads, nKvHeads, headDim, eps: 1e-5 };
+    run(a.gpu, qkNorm(a, { ...o, rows, qkv: buf, weight: f32(a, g) }), "t");
+    const got = await readF32(a, buf, (rows + 1) * stride);
+    const ref = qkNormRef(qkv, {
+      ...o,
+      qWeight: g.subarray(0, headDim),
+      kWeight: g.subarray(headDim),
+    });
+    const qk: number[] = [], qkRef: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      const at = r * stride, v = at + (nHeads + nKvHeads) * headDim;
+      qk.push(...got.subarray(at, v));
+      qkRef.push(...ref.subarray(at, v));
+      assert.deepEqual(got.subarray(v, at + stride), qkv.subarray(v, at + stride), `row ${r}: v`);
+      for (let h = 0; h < nHeads + nKvHeads; h++) {
+        let s = 0;
+        for (let e = 0; e < headDim; e++) {
+          s += (got[at + h * headDim + e] / g[(h < nHeads ? 0 : headDim) + e]) ** 2;
+        }
+        assert.ok(
+          Math.abs(s / headDim - 1) < 1e-3,
+          `row ${r}, head ${h}: rms ${Math.sqrt(s / headDim)}`,
+        );
+      }
+    }
+    assertClose(qk, qkRef, F32_TOL, "qk_norm");
+    assert.ok(got.subarray(rows * stride).every(Number.isNaN), "the row past `rows` was written");
+  });
+}
+
+Deno.test("qkNorm() gives each row the same bits whatever the block size", async () => {
+  const a = await testArena();
+  const nHeads = 4, nKvHeads = 2, headDim = 20;
+  const stride = (nHeads + 2 * nKvHeads) * headDim;
+  const qkv = randomArray(8 * stride, 62, 3);
+  const weight = f32(a, randomArray(2 * headDim, 63, 2));
+  const rowsOf = async (rows: number) => {
+    const buf = f32(a, qkv.slice(0, rows * stride));
+    run(a.gpu, qkNorm(a, { qkv: buf, weight, rows, nHeads, nKvHeads, headDim, eps: 1e-5 }), "t");
+    return (await readF32(a, buf, rows * stride)).subarray(0, stride);
+  };
+  const one = await rowsOf(1);
+  for (const rows of [2, 5, 8]) assert.deepEqual(await rowsOf(rows), one, `${rows} rows`);
+});
 
 /** Runs attention with `splits` chunks per row on random data and compares with the CPU. */
 async function checkAttention(positions: number[], capacity: number, splits: number) {
@@ -396,10 +612,13 @@ Deno.test("every math kernel returns at once when its done flag is set", async (
   const done = stateTensor(a, { [S.DONE]: 1 }).buffer;
   const x = f32(a, randomArray(64, 23));
   const { m } = matrix(a, 8, 8, { seed: 24, f16: false });
+  // qk_norm works in place: NaN in gives NaN out, so it gets finite data that must stay as it is.
+  const qkv = randomArray(64, 26);
   const outs: [
     string,
     ReturnType<typeof poisoned>,
     (out: ReturnType<typeof poisoned>) => Dispatch[],
+    Float32Array?,
   ][] = [
     [
       "rmsnorm",
@@ -459,9 +678,29 @@ Deno.test("every math kernel returns at once when its done flag is set", async (
         capacity: 4,
         done,
       })],
+    [
+      "qk_norm",
+      f32(a, qkv),
+      (out) =>
+        qkNorm(a, {
+          qkv: out,
+          weight: x,
+          rows: 2,
+          nHeads: 2,
+          nKvHeads: 1,
+          headDim: 8,
+          eps: 1e-5,
+          done,
+        }),
+      qkv,
+    ],
   ];
-  for (const [name, out, launch] of outs) {
+  for (const [name, out, launch, before] of outs) {
     run(a.gpu, launch(out), "t");
+    if (before) {
+      assert.deepEqual(await readF32(a, out, before.length), before, `${name} wrote while done`);
+      continue;
+    }
     const got = await readF32(a, out, 8);
     assert.ok(got.every(Number.isNaN), `${name} wrote output while done`);
   }

@@ -1,13 +1,24 @@
 import assert from "node:assert/strict";
-import { complete, createModel, generate, type Model, replayDrafts } from "../mod.ts";
-import { randomTokens, rng, tiny } from "./helpers.ts";
+import {
+  complete,
+  createModel,
+  generate,
+  type Model,
+  type ModelConfigInput,
+  replayDrafts,
+} from "../mod.ts";
+import { ALL_FEATURES, randomTokens, rng, tiny } from "./helpers.ts";
 import { MAP_LAG, MIN_BATCH_STEPS } from "../decode/readback.ts";
 
 const SEED = 5;
 
 /** Greedy continuations of the trunk; trunk weights depend only on the seed, not on the heads. */
-async function greedyOf(vocabSize: number, cases: { prompt: number[]; maxTokens: number }[]) {
-  const m = await createModel(tiny({ vocabSize, nFuture: 1 }), { seed: SEED });
+async function greedyOf(
+  vocabSize: number,
+  cases: { prompt: number[]; maxTokens: number }[],
+  features: Partial<ModelConfigInput> = {},
+) {
+  const m = await createModel(tiny({ ...features, vocabSize, nFuture: 1 }), { seed: SEED });
   try {
     const out: number[][] = [];
     for (const c of cases) {
@@ -51,6 +62,38 @@ Deno.test("speculative == greedy token for token: 50 prompts x heads 2..8 x both
   }
   assert.ok(accepted > 100, `only ${accepted} drafts accepted: the accept path is barely tested`);
   assert.ok(tokens > steps, "speculative decoding never emitted more than one token per step");
+});
+
+Deno.test("speculative == greedy token for token with every Hugging Face trunk feature on, both head kinds", async () => {
+  const vocabSize = 7;
+  const r = rng(2);
+  const cases = Array.from({ length: 8 }, (_, i) => ({
+    prompt: randomTokens(1 + Math.floor(r(0, 12)), vocabSize, 2000 + i), // > 8 rows: tiled prefill
+    maxTokens: 4 + Math.floor(r(0, 20)),
+  }));
+  const greedy = await greedyOf(vocabSize, cases, ALL_FEATURES);
+  let accepted = 0;
+  const kinds = [["transformer", false], ["medusa", false], ["medusa", true]] as const;
+  for (const [headKind, headsOwnUnembedding] of kinds) {
+    for (const nFuture of [3, 5]) {
+      const config = tiny({ ...ALL_FEATURES, vocabSize, nFuture, headKind, headsOwnUnembedding });
+      const model = await createModel(config, { seed: SEED });
+      try {
+        for (let i = 0; i < cases.length; i++) {
+          const { tokens, stats } = await complete(model, cases[i].prompt, {
+            maxTokens: cases[i].maxTokens,
+            mode: "speculative",
+          });
+          const what = `${headKind}${headsOwnUnembedding ? " (own unembedding)" : ""}`;
+          assert.deepEqual(tokens, greedy[i], `${what}, nFuture ${nFuture}, prompt ${i}`);
+          accepted += stats.tokens - stats.steps;
+        }
+      } finally {
+        model.dispose();
+      }
+    }
+  }
+  assert.ok(accepted > 10, `only ${accepted} drafts accepted: the accept path is barely tested`);
 });
 
 async function withModel(nFuture: number, f: (m: Model, greedy: number[]) => Promise<void>) {
@@ -142,7 +185,7 @@ Deno.test("speculative streaming: chunks concatenate to the greedy output, host 
     const it = generate(model, [9, 8, 7], { maxTokens: 40, mode: "speculative" });
     let r = await it.next();
     while (!r.done) {
-      chunks.push(r.value);
+      chunks.push(r.value.ids);
       r = await it.next();
     }
     assert.deepEqual(chunks.flat(), greedy);

@@ -30,7 +30,8 @@ export { gatherRows, type GpuIndex } from "./kernels/gather_rows.ts";
 export { gemv, GEMV_MAX_ROWS, threadsPerRow } from "./kernels/gemv.ts";
 export { matmul } from "./kernels/matmul.ts";
 export { rmsnorm } from "./kernels/rmsnorm.ts";
-export { type AttentionShape, ropeKv, ropeTable } from "./kernels/rope_kv.ts";
+export { type AttentionShape, ropeKv, type RopeScaling, ropeTable } from "./kernels/rope_kv.ts";
+export { qkNorm } from "./kernels/qk_norm.ts";
 export { swiglu } from "./kernels/swiglu.ts";
 export * as reference from "./kernels/reference.ts";
 export { parseConfigFields } from "./model/config.ts";
@@ -80,6 +81,13 @@ export {
   writeSafetensors,
 } from "./io/safetensors.ts";
 export { checkIds, readTokenizerConfig, type TokenizerConfig } from "./io/tokenizer.ts";
+export {
+  type HfConfigInfo,
+  type HfConfigOptions,
+  readHfConfig,
+  SUPPORTED_MODEL_TYPES,
+  writeHfConfig,
+} from "./io/hf_config.ts";
 export { type Readback, Session, type Snapshot } from "./decode/session.ts";
 export { Batches, MAP_LAG, MIN_BATCH_STEPS } from "./decode/readback.ts";
 export { generationStats } from "./decode/stats.ts";

@@ -37,6 +37,7 @@ export {
   HF_CONFIG_KEYS,
   type ModelConfig,
   type ModelConfigInput,
+  type RopeScaling,
 } from "./model/config.ts";
 export { preset, type PresetName, PRESETS } from "./model/presets.ts";
 export type { TensorBytes, TensorData } from "./model/weights.ts";
@@ -49,7 +50,16 @@ export {
   type ModelOptions,
 } from "./heads/model.ts";
 export { forward } from "./heads/forward.ts";
-export { complete, type Completion, generate, type GenerateOptions } from "./decode/generate.ts";
+export { loadModel, type LoadModelOptions, type LoadProgress } from "./io/load.ts";
+export { saveModel, type SaveModelOptions } from "./io/save.ts";
+export {
+  type Chunk,
+  complete,
+  type Completion,
+  generate,
+  type GenerateOptions,
+  type Prompt,
+} from "./decode/generate.ts";
 export type { GenerationStats } from "./decode/stats.ts";
 export { type DraftSource, headDraftSource, replayDrafts } from "./decode/drafts.ts";
 export {

@@ -7,8 +7,10 @@
  * - a table: ms/step, tokens/step, tokens/s, weight bytes read per second and % of the copy
  *   bandwidth, dispatches/step, host syncs per 100 tokens; and a per-kernel profile of one step.
  *
- *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers]
+ *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]
  *
+ * --model measures a checkpoint loaded with loadModel (a Hugging Face folder, path or URL)
+ * instead of the two random-weight models.
  * --quick swaps in small models, for a software GPU. --peers also runs the PyTorch peers on
  * model (a) (bench/hf_peer.py: HF transformers with the dynamic and the static cache;
  * bench/torch_graph_peer.py: a decode step in one CUDA graph) and puts them in the same table;
@@ -16,7 +18,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { complete, createModel, type GenerationStats, type Model, replayDrafts } from "../mod.ts";
+import {
+  complete,
+  createModel,
+  type GenerationStats,
+  loadModel,
+  type Model,
+  type ModelConfigInput,
+  replayDrafts,
+} from "../mod.ts";
 import { createGpu, encode, type Gpu, Session } from "../internals.ts";
 import { timePasses } from "./timing.ts";
 import { benchModels } from "./models.ts";
@@ -28,11 +38,14 @@ const { values: args } = parseArgs({
     quick: { type: "boolean", default: false },
     tokens: { type: "string", default: "512" },
     peers: { type: "boolean", default: false },
+    model: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log("Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers]");
+  console.log(
+    "Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]",
+  );
   Deno.exit(0);
 }
 const TOKENS = Number(args.tokens);
@@ -42,7 +55,9 @@ if (!Number.isInteger(TOKENS) || TOKENS < 8) {
 }
 const PROMPT = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 250);
 
-const MODELS = benchModels(args.quick, TOKENS + 32);
+const MODELS: Record<string, ModelConfigInput | string> = args.model
+  ? { [args.model]: args.model }
+  : benchModels(args.quick, TOKENS + 32);
 
 /** GB/s of a large device-to-device copy kernel (vec4, grid-stride), timed with timestamps. */
 async function copyBandwidth(gpu: Gpu): Promise<number> {
@@ -177,29 +192,45 @@ const profiles: Record<string, [string, number, number][]> = {};
 for (const [name, config] of Object.entries(MODELS)) {
   const t0 = performance.now();
   let lastPct = -1;
-  const model = await createModel(config, {
-    seed: 1,
-    onProgress: (done, total) => {
-      const pct = Math.floor((100 * done) / total);
-      if (pct >= lastPct + 10) {
-        lastPct = pct;
-        console.log(`  ${name}: initialising weights ${pct}%`);
-      }
-    },
-  });
+  const progress = (done: number, total: number) => {
+    const pct = Math.floor((100 * done) / total);
+    if (pct >= lastPct + 10) {
+      lastPct = pct;
+      console.log(
+        `  ${name}: ${typeof config === "string" ? "loading" : "initialising"} weights ${pct}%`,
+      );
+    }
+  };
+  const model = typeof config === "string"
+    ? await loadModel(/^[a-z]+:/.test(config) ? new URL(config) : config, {
+      maxSeqLen: TOKENS + 32,
+      onProgress: (p) => progress(p.bytes, p.totalBytes),
+    })
+    : await createModel(config, { seed: 1, onProgress: progress });
+  if (PROMPT.some((t) => t >= model.config.vocabSize)) {
+    console.error(
+      `${name}: the bench prompt uses ids up to 249; the model has ${model.config.vocabSize}`,
+    );
+    Deno.exit(2);
+  }
   console.log(`${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s to create`);
   try {
-    const opts = { maxTokens: TOKENS, timestamps: true };
+    // EOS ids of a loaded checkpoint would end runs early: every run has TOKENS tokens.
+    const opts = { maxTokens: TOKENS, timestamps: true, ignoreEos: true };
+    const hasHeads = model.config.nFuture > 1;
     await complete(model, PROMPT, { ...opts, maxTokens: 8 }); // compile pipelines
     await complete(model, PROMPT, { ...opts, maxTokens: 8, mode: "speculative" });
     const greedy = await complete(model, PROMPT, opts);
     const runs: [string, GenerationStats, boolean][] = [["greedy", greedy.stats, false]];
-    const heads = await complete(model, PROMPT, { ...opts, mode: "speculative" });
-    if (heads.tokens.join() !== greedy.tokens.join()) throw new Error(`${name}: heads != greedy`);
-    runs.push(["speculative, heads", heads.stats, true]);
+    if (hasHeads) {
+      const heads = await complete(model, PROMPT, { ...opts, mode: "speculative" });
+      if (heads.tokens.join() !== greedy.tokens.join()) throw new Error(`${name}: heads != greedy`);
+      runs.push(["speculative, heads", heads.stats, true]);
+    }
     const replay = await complete(model, PROMPT, {
       ...opts,
       mode: "speculative",
+      blockSize: hasHeads ? model.config.nFuture : 4,
       drafts: replayDrafts(greedy.tokens),
     });
     if (replay.tokens.join() !== greedy.tokens.join()) throw new Error(`${name}: replay != greedy`);

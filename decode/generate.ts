@@ -4,9 +4,18 @@
  * validate, start, then a loop of next snapshot / yield new tokens / stop check, then the stats.
  * @module
  */
-import { AbortedError, describeValue, InvalidInputError, ModelStateError } from "../gpu/errors.ts";
+import {
+  AbortedError,
+  describeValue,
+  InvalidInputError,
+  ModelStateError,
+  TokenizerError,
+} from "../gpu/errors.ts";
 import { MAX_FUTURE, MAX_STOP_IDS, S } from "../kernels/state.ts";
+import type { Tokenizer } from "../model/tokenizer.ts";
 import type { Model } from "../heads/model.ts";
+import { applyChatTemplate, type ChatMessage } from "../io/chat.ts";
+import { checkIds, createTextStream } from "../io/tokenizer.ts";
 import { type DraftSource, headDraftSource } from "./drafts.ts";
 import { Batches } from "./readback.ts";
 import { Session, type Snapshot } from "./session.ts";
@@ -16,8 +25,16 @@ import { type GenerationStats, generationStats } from "./stats.ts";
 export interface GenerateOptions {
   /** Most tokens to generate (>= 1). Generation also ends at the model's maxSeqLen. */
   maxTokens: number;
-  /** Token ids that end generation (the stop token is emitted, then nothing more), e.g. EOS. */
-  stop?: readonly number[];
+  /**
+   * What ends generation besides the model's EOS ids: token ids, or strings (with a tokenizer).
+   * The stop is part of the output, then nothing more. A string that is one token is checked on
+   * the GPU like an id; a longer one is found in the decoded text as batches are read back.
+   */
+  stop?: readonly (number | string)[];
+  /** Keep going past the model's EOS ids (`model.eosIds`). Default false. */
+  ignoreEos?: boolean;
+  /** The tokenizer for a string or chat prompt and for text output; default `model.tokenizer`. */
+  tokenizer?: Tokenizer;
   /** Aborts the generation; the iterator then throws {@link AbortedError}. */
   signal?: AbortSignal;
   /**
@@ -34,10 +51,26 @@ export interface GenerateOptions {
   timestamps?: boolean;
 }
 
+/** A prompt: token ids, text (needs a tokenizer), or chat messages (needs a chat template). */
+export type Prompt = readonly number[] | string | readonly ChatMessage[];
+
+/** One chunk of a generation's output, as it is read back. */
+export interface Chunk {
+  /** The new token ids. */
+  ids: number[];
+  /**
+   * Their text, when there is a tokenizer: chunks never split a character, and their
+   * concatenation is the decoding of all ids.
+   */
+  text?: string;
+}
+
 /** Result of {@link complete}. */
 export interface Completion {
   /** The generated token ids (the prompt excluded). */
   tokens: number[];
+  /** Their text, when there is a tokenizer. */
+  text?: string;
   /** Statistics of the generation. */
   stats: GenerationStats;
 }
@@ -45,11 +78,86 @@ export interface Completion {
 const isId = (t: unknown, vocab: number) =>
   Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocab;
 
+function needTokenizer(t: Tokenizer | null, what: string): Tokenizer {
+  if (!t) {
+    throw new InvalidInputError(
+      `${what} needs a tokenizer: load the model with loadModel() from a folder with ` +
+        `tokenizer.json, set model.tokenizer, or pass options.tokenizer`,
+    );
+  }
+  return t;
+}
+
+/** The prompt's token ids: as given, encoded, or rendered by the chat template and encoded. */
+function promptIds(model: Model, prompt: Prompt, tokenizer: Tokenizer | null): readonly number[] {
+  if (typeof prompt === "string") {
+    const t = needTokenizer(tokenizer, "a string prompt");
+    const ids = t.encode(prompt);
+    checkIds(ids, model.config.vocabSize, `the prompt's tokens (${t.source})`);
+    return ids;
+  }
+  if (Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] === "object") {
+    const t = needTokenizer(tokenizer, "a chat prompt");
+    if (t.chatTemplate === undefined) {
+      throw new TokenizerError(
+        `${t.source} has no chat template: pass a plain string prompt instead of messages`,
+      );
+    }
+    const text = applyChatTemplate(t.chatTemplate, prompt as ChatMessage[], {
+      bosToken: t.bosToken,
+      eosToken: t.eosToken,
+      source: `${t.source}'s chat template`,
+    });
+    const ids = t.encode(text, { addSpecialTokens: false });
+    checkIds(ids, model.config.vocabSize, `the chat prompt's tokens (${t.source})`);
+    return ids;
+  }
+  return prompt as readonly number[];
+}
+
+/** Stop ids for the GPU, and strings the host finds in the text. */
+function stops(
+  model: Model,
+  o: GenerateOptions,
+  tokenizer: Tokenizer | null,
+): { ids: number[]; strings: string[] } {
+  const stop = o.stop ?? [];
+  if (!Array.isArray(stop)) {
+    throw new InvalidInputError(
+      `stop must be an array of token ids or strings, got ${describeValue(stop)}`,
+    );
+  }
+  const ids = new Set<number>(o.ignoreEos ? [] : model.eosIds);
+  const strings: string[] = [];
+  stop.forEach((s, i) => {
+    if (typeof s === "string") {
+      if (s.length === 0) throw new InvalidInputError(`stop[${i}] is the empty string`);
+      const t = needTokenizer(tokenizer, `stop[${i}] = ${describeValue(s)}`);
+      const enc = t.encode(s, { addSpecialTokens: false });
+      if (enc.length === 1 && t.decode(enc) === s && enc[0] < model.config.vocabSize) {
+        ids.add(enc[0]);
+      } else strings.push(s);
+    } else if (!isId(s, model.config.vocabSize)) {
+      throw new InvalidInputError(
+        `stop[${i}] = ${
+          describeValue(s)
+        } is not a token id: ids must be in [0, ${model.config.vocabSize})`,
+      );
+    } else ids.add(s);
+  });
+  if (ids.size > MAX_STOP_IDS) {
+    throw new InvalidInputError(`at most ${MAX_STOP_IDS} stop ids are supported, got ${ids.size}`);
+  }
+  return { ids: [...ids], strings };
+}
+
 function validate(model: Model, prompt: readonly number[], o: GenerateOptions): void {
   const c = model.config;
   if (!Array.isArray(prompt) || prompt.length === 0) {
     throw new InvalidInputError(
-      `prompt must be a non-empty array of token ids, got ${describeValue(prompt)}`,
+      `prompt must be a non-empty array of token ids, a string or chat messages, got ${
+        describeValue(prompt)
+      }`,
     );
   }
   if (prompt.length >= c.maxSeqLen) {
@@ -65,30 +173,9 @@ function validate(model: Model, prompt: readonly number[], o: GenerateOptions): 
         `in [0, ${c.vocabSize})`,
     );
   }
-  if (typeof o !== "object" || o === null) {
-    throw new InvalidInputError(
-      `options must be an object with maxTokens, got ${describeValue(o)}`,
-    );
-  }
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) {
     throw new InvalidInputError(
       `maxTokens must be an integer >= 1, got ${describeValue(o.maxTokens)}`,
-    );
-  }
-  const stop = o.stop ?? [];
-  if (!Array.isArray(stop)) {
-    throw new InvalidInputError(`stop must be an array of token ids, got ${describeValue(stop)}`);
-  }
-  if (stop.length > MAX_STOP_IDS) {
-    throw new InvalidInputError(
-      `at most ${MAX_STOP_IDS} stop ids are supported, got ${stop.length}`,
-    );
-  }
-  const badStop = stop.findIndex((t) => !isId(t, c.vocabSize));
-  if (badStop >= 0) {
-    throw new InvalidInputError(
-      `stop[${badStop}] = ${describeValue(stop[badStop])} is not a token id: ids must be in ` +
-        `[0, ${c.vocabSize})`,
     );
   }
   if (o.mode !== undefined && o.mode !== "greedy" && o.mode !== "speculative") {
@@ -115,27 +202,43 @@ function validate(model: Model, prompt: readonly number[], o: GenerateOptions): 
 }
 
 /**
- * Generates tokens after `prompt`, yielding chunks of token ids as they are read back. The
- * generator's return value is the {@link GenerationStats}.
+ * Generates tokens after `prompt`, yielding chunks as they are read back: their ids and, with a
+ * tokenizer, their text. The generator's return value is the {@link GenerationStats}.
  *
- * @throws {InvalidInputError} for a bad prompt or options; {@link AbortedError} when aborted;
+ * @throws {InvalidInputError} for a bad prompt or options; {@link TokenizerError} for text the
+ * tokenizer cannot turn into the model's ids; {@link AbortedError} when aborted;
  * {@link ModelStateError} when the model is disposed, before or during the generation.
  * @example
  * ```ts
  * import { createModel, generate } from "@ahead/mtp";
  * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 64 });
- * for await (const chunk of generate(model, [1, 2, 3], { maxTokens: 16, mode: "speculative" })) {
- *   console.log(chunk);
+ * for await (const { ids } of generate(model, [1, 2, 3], { maxTokens: 16, mode: "speculative" })) {
+ *   console.log(ids);
  * }
  * model.dispose();
  * ```
  */
 export async function* generate(
   model: Model,
-  prompt: readonly number[],
+  input: Prompt,
   options: GenerateOptions,
-): AsyncGenerator<number[], GenerationStats, undefined> {
+): AsyncGenerator<Chunk, GenerationStats, undefined> {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidInputError(
+      `options must be an object with maxTokens, got ${describeValue(options)}`,
+    );
+  }
+  model.assertUsable();
+  const tokenizer = options.tokenizer ?? model.tokenizer;
+  const prompt = promptIds(model, input, tokenizer);
   validate(model, prompt, options);
+  const stop = stops(model, options, tokenizer);
+  const text = tokenizer ? createTextStream(tokenizer) : null;
+  // A model's vocabulary may have more rows than its tokenizer has ids (padding): as Python's
+  // tokenizers do, such ids decode to no text.
+  const known = (id: number) => id < tokenizer!.vocabSize;
+  let tail = ""; // the end of the text so far, where a stop string may begin
+  const longestStop = Math.max(0, ...stop.strings.map((s) => s.length));
   const c = model.config;
   const speculative = options.mode === "speculative";
   const k = speculative ? options.blockSize ?? c.nFuture : 1;
@@ -155,7 +258,7 @@ export async function* generate(
     });
     const p = prompt.length;
     const limit = Math.min(p + options.maxTokens, c.maxSeqLen);
-    session.start(prompt, { limit, stop: options.stop ?? [] });
+    session.start(prompt, { limit, stop: stop.ids });
     await model.gpu.device.queue.onSubmittedWorkDone();
     alive();
     model.gpu.check("prefill");
@@ -167,6 +270,7 @@ export async function* generate(
     let last: Snapshot | null = null;
     let gpuBegin: bigint | null = null;
     let t2 = 0;
+    let stopped = false;
     for (let snap = await batches.next(); snap !== null; snap = await batches.next()) {
       if (t2 !== 0) continue; // finished: the batches still in flight are drained, not read
       last = snap;
@@ -174,12 +278,34 @@ export async function* generate(
       gpuBegin ??= snap.gpuBegin;
       const len = snap.state[S.LEN];
       if (len > p + emitted) {
-        const chunk = Array.from(snap.tokens.subarray(p + emitted, len));
-        emitted += chunk.length;
-        yield chunk;
+        let ids = Array.from(snap.tokens.subarray(p + emitted, len));
+        let chunkText: string | undefined;
+        if (text && stop.strings.length === 0) chunkText = text.push(ids.filter(known));
+        else if (text) {
+          // Id by id, so the output ends with the token that completes a stop string.
+          chunkText = "";
+          for (let i = 0; i < ids.length && !stopped; i++) {
+            const piece = known(ids[i]) ? text.push([ids[i]]) : "";
+            const seen = tail + piece;
+            const at = Math.min(...stop.strings.map((s) => {
+              const j = seen.indexOf(s);
+              return j < 0 ? Infinity : j + s.length;
+            }));
+            if (at !== Infinity) {
+              chunkText += piece.slice(0, at - tail.length);
+              ids = ids.slice(0, i + 1);
+              stopped = true;
+            } else {
+              chunkText += piece;
+              tail = seen.slice(-Math.max(0, longestStop - 1)) || "";
+            }
+          }
+        }
+        emitted += ids.length;
+        yield chunkText === undefined ? { ids } : { ids, text: chunkText };
         alive();
       }
-      if (snap.state[S.DONE] !== 0 || len >= limit || options.signal?.aborted) {
+      if (stopped || snap.state[S.DONE] !== 0 || len >= limit || options.signal?.aborted) {
         t2 = performance.now(); // the last token is in the caller's hands
         batches.stop();
       }
@@ -212,7 +338,7 @@ export async function* generate(
 }
 
 /**
- * Generates and collects all tokens, with statistics.
+ * Generates and collects all tokens (and their text, with a tokenizer), with statistics.
  *
  * @example
  * ```ts
@@ -225,14 +351,18 @@ export async function* generate(
  */
 export async function complete(
   model: Model,
-  prompt: readonly number[],
+  prompt: Prompt,
   options: GenerateOptions,
 ): Promise<Completion> {
   const it = generate(model, prompt, options);
   const tokens: number[] = [];
+  let text: string | undefined;
   for (;;) {
     const r = await it.next();
-    if (r.done) return { tokens, stats: r.value };
-    tokens.push(...r.value);
+    if (r.done) {
+      return text === undefined ? { tokens, stats: r.value } : { tokens, text, stats: r.value };
+    }
+    tokens.push(...r.value.ids);
+    if (r.value.text !== undefined) text = (text ?? "") + r.value.text;
   }
 }

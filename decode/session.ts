@@ -97,7 +97,7 @@ export class Session {
         "rope",
         [this.capacity, c.headDim / 2, 2],
         "f32",
-        ropeTable(this.capacity, c.headDim, c.ropeTheta),
+        ropeTable(this.capacity, c),
       ),
       done: this.state.buffer,
     };

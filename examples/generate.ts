@@ -1,58 +1,79 @@
 /**
- * Generates tokens on an embedded default model and streams them, then prints tokens/s and
- * tokens per step.
+ * Generates text and streams it, then prints tokens/s and tokens per step.
  *
  *     deno run -A --unstable-webgpu examples/generate.ts
- *     deno run -A --unstable-webgpu examples/generate.ts --prompt 1,2,3 --max-tokens 200 --heads 4
+ *     deno run -A --unstable-webgpu examples/generate.ts --model ./models/SmolLM2-135M --prompt "def fib(n):"
+ *     deno run -A --unstable-webgpu examples/generate.ts --model DIR --chat --prompt "Write a haiku"
+ *     deno run -A --unstable-webgpu examples/generate.ts --model DIR --heads-from MEDUSA_DIR
  *
- * No trained model ships yet: the default model has seeded random weights, so its tokens are
- * noise and its heads rarely guess right. The numbers show the machinery, not a trained model.
+ * With no --model it runs a small byte-level model with seeded random weights (no trained model
+ * ships yet), so its text is noise and its heads rarely guess right.
  * @module
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { createModel, generate, type GenerationStats, preset } from "../mod.ts";
+import {
+  byteTokenizer,
+  createModel,
+  generate,
+  type GenerationStats,
+  loadModel,
+  type Model,
+  preset,
+  type Prompt,
+} from "../mod.ts";
+import { progressBar } from "./progress.ts";
 
 const HELP = `Usage: deno run -A --unstable-webgpu examples/generate.ts [options]
 
 Options:
-  --prompt IDS        comma-separated token ids in [0, 256) (default "1,2,3")
+  --model DIR         a Hugging Face model folder (path or URL); default: a random byte model
+  --heads-from DIR    a folder holding heads 2..n for that model (ahead's or Medusa's)
+  --prompt TEXT       the prompt (default "def fib(n):")
+  --ids IDS           a prompt of comma-separated token ids instead of text
+  --chat              send the prompt as a user message through the model's chat template
   --max-tokens N      tokens to generate, >= 1 (default 64)
-  --seed N            seed of the random weights (default 0)
-  --heads N           output heads (nFuture), 1..8 (default 4)
-  --mode MODE         "speculative" or "greedy" (default "speculative"; with --heads 1, greedy)
+  --max-seq-len N     longest sequence the model allocates for (default: the prompt + max-tokens)
+  --mode MODE         "speculative" or "greedy" (default "speculative"; greedy without heads)
+  --heads N           output heads of the random model, 1..8 (default 4)
+  --seed N            seed of the random model's weights (default 0)
   --help              show this help
 `;
 
+const int = (flag: string, min: number, max = Infinity) =>
+  z.coerce.number({ error: `${flag} must be an integer` })
+    .int({ error: `${flag} must be an integer` })
+    .min(min, { error: `${flag} must be >= ${min}` })
+    .max(max, { error: `${flag} must be <= ${max}` });
+
 const Args = z.object({
-  prompt: z.string().regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "--prompt must be comma-separated token ids")
-    .transform((s) => s.split(",").map((t) => Number(t.trim())))
-    .refine((ids) => ids.every((t) => t < 256), "--prompt ids must be in [0, 256)"),
-  maxTokens: z.coerce.number({ error: "--max-tokens must be an integer" }).int({
-    error: "--max-tokens must be an integer",
-  }).min(1, {
-    error: "--max-tokens must be >= 1",
-  }),
-  seed: z.coerce.number({ error: "--seed must be an integer" }).int({
-    error: "--seed must be an integer",
-  }),
-  heads: z.coerce.number({ error: "--heads must be in [1, 8]" }).int({
-    error: "--heads must be in [1, 8]",
-  }).min(1, {
-    error: "--heads must be in [1, 8]",
-  }).max(8, { error: "--heads must be in [1, 8]" }),
+  model: z.string().optional(),
+  headsFrom: z.string().optional(),
+  prompt: z.string(),
+  ids: z.string().regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "--ids must be comma-separated token ids")
+    .transform((s) => s.split(",").map((t) => Number(t.trim()))).optional(),
+  chat: z.boolean(),
+  maxTokens: int("--max-tokens", 1),
+  maxSeqLen: int("--max-seq-len", 2).optional(),
   mode: z.enum(["speculative", "greedy"], { error: '--mode must be "speculative" or "greedy"' }),
+  heads: int("--heads", 1, 8),
+  seed: int("--seed", 0),
 });
 
 function parse(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
-      prompt: { type: "string", default: "1,2,3" },
+      model: { type: "string" },
+      "heads-from": { type: "string" },
+      prompt: { type: "string", default: "def fib(n):" },
+      ids: { type: "string" },
+      chat: { type: "boolean", default: false },
       "max-tokens": { type: "string", default: "64" },
-      seed: { type: "string", default: "0" },
-      heads: { type: "string", default: "4" },
+      "max-seq-len": { type: "string" },
       mode: { type: "string", default: "speculative" },
+      heads: { type: "string", default: "4" },
+      seed: { type: "string", default: "0" },
       help: { type: "boolean", default: false },
     },
   });
@@ -61,14 +82,23 @@ function parse(argv: string[]) {
     Deno.exit(0);
   }
   const r = Args.safeParse({
+    model: values.model,
+    headsFrom: values["heads-from"],
     prompt: values.prompt,
+    ids: values.ids,
+    chat: values.chat,
     maxTokens: values["max-tokens"],
-    seed: values.seed,
-    heads: values.heads,
+    maxSeqLen: values["max-seq-len"],
     mode: values.mode,
+    heads: values.heads,
+    seed: values.seed,
   });
   if (!r.success) {
     console.error(`error: ${r.error.issues.map((i) => i.message).join("; ")}\n\n${HELP}`);
+    Deno.exit(2);
+  }
+  if (r.data.headsFrom && !r.data.model) {
+    console.error(`error: --heads-from needs --model\n\n${HELP}`);
     Deno.exit(2);
   }
   return r.data;
@@ -84,6 +114,41 @@ function statsLine(s: GenerationStats, speculative: boolean): string {
     `, ${s.hostSyncs} host syncs`;
 }
 
+async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; about: string }> {
+  const promptLength = args.ids?.length ?? new TextEncoder().encode(args.prompt).length + 64;
+  if (args.model) {
+    const bar = progressBar("loading");
+    const source = /^[a-z]+:/.test(args.model) ? new URL(args.model) : args.model;
+    const model = await loadModel(source, {
+      maxSeqLen: args.maxSeqLen,
+      heads: args.headsFrom,
+      onProgress: (p) => bar.update(p.bytes, p.totalBytes),
+    });
+    bar.end();
+    const c = model.config;
+    return {
+      model,
+      about: `Model: ${args.model} (${c.nLayers} layers, d${c.dModel}, ${c.nFuture} heads ` +
+        `${c.nFuture > 1 ? `(${c.headKind}) ` : ""}, ${c.dtype}), on ${model.adapterName}.`,
+    };
+  }
+  const model = await createModel(
+    preset("demo", {
+      maxSeqLen: args.maxSeqLen ?? promptLength + args.maxTokens,
+      nFuture: args.heads,
+    }),
+    { seed: args.seed },
+  );
+  model.tokenizer = byteTokenizer();
+  return {
+    model,
+    about:
+      `Model: seeded random weights (seed ${args.seed}), byte vocabulary, ${args.heads} heads, ` +
+      `on ${model.adapterName}.\nNo trained model ships yet, so this text is noise and the heads ` +
+      `rarely guess right.`,
+  };
+}
+
 if (import.meta.main) {
   let args;
   try {
@@ -92,26 +157,34 @@ if (import.meta.main) {
     console.error(`error: ${(e as Error).message}\n\n${HELP}`);
     Deno.exit(2);
   }
-  const mode = args.heads === 1 ? "greedy" : args.mode;
-  const model = await createModel(
-    // the KV cache holds exactly this request
-    preset("demo", { maxSeqLen: args.prompt.length + args.maxTokens, nFuture: args.heads }),
-    { seed: args.seed },
-  );
+  let opened;
   try {
+    opened = await open(args);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+  const { model, about } = opened;
+  try {
+    const mode = model.config.nFuture === 1 ? "greedy" : args.mode;
+    const prompt: Prompt = args.ids ??
+      (args.chat ? [{ role: "user", content: args.prompt }] : args.prompt);
     console.log(
-      `Model: seeded random weights (seed ${args.seed}), ${args.heads} heads, on ${model.adapterName}.\n` +
-        `No trained model ships yet, so these tokens are noise and the heads rarely guess right.\n` +
-        `Mode: ${mode}. Prompt: ${args.prompt.join(",")}`,
+      `${about}\nMode: ${mode}. Prompt: ${
+        args.ids ? args.ids.join(",") : JSON.stringify(args.prompt)
+      }`,
     );
     const enc = new TextEncoder();
-    const it = generate(model, args.prompt, { maxTokens: args.maxTokens, mode });
+    const it = generate(model, prompt, { maxTokens: args.maxTokens, mode });
     let r = await it.next();
     while (!r.done) {
-      await Deno.stdout.write(enc.encode(r.value.join(" ") + " "));
+      await Deno.stdout.write(enc.encode(r.value.text ?? r.value.ids.join(" ") + " "));
       r = await it.next();
     }
     console.log(`\n${statsLine(r.value, mode === "speculative")}`);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exitCode = 1;
   } finally {
     model.dispose();
   }

@@ -38,6 +38,9 @@ export class Gpu {
   #lost: string | null = null;
   #disposed = false;
   #notDone: GPUBuffer | null = null;
+  readonly #onError = (e: Event) => {
+    this.#firstError ??= (e as GPUUncapturedErrorEvent).error;
+  };
 
   /** Wraps `device`; `ownsDevice` says whether `dispose()` destroys it. */
   constructor(device: GPUDevice, adapterName: string, ownsDevice: boolean) {
@@ -45,11 +48,10 @@ export class Gpu {
     this.adapterName = adapterName;
     this.hasTimestamps = device.features.has("timestamp-query");
     this.#ownsDevice = ownsDevice;
-    device.addEventListener("uncapturederror", (e) => {
-      this.#firstError ??= (e as GPUUncapturedErrorEvent).error;
-    });
+    // Removed again by dispose(): models made and freed on one shared device leave nothing behind.
+    device.addEventListener("uncapturederror", this.#onError);
     device.lost.then((info) => {
-      this.#lost = info.message || info.reason || "unknown reason";
+      if (!this.#disposed) this.#lost = info.message || info.reason || "unknown reason";
     });
   }
 
@@ -165,6 +167,7 @@ export class Gpu {
    * for tests, set-up and debugging, never inside the decode loop.
    */
   async read(buffer: GPUBuffer, size = buffer.size, offset = 0): Promise<ArrayBuffer> {
+    if (this.#disposed) throw new GpuError("the GPU objects were disposed: nothing to read back");
     const staging = this.device.createBuffer({
       size,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -174,6 +177,8 @@ export class Gpu {
       enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
       this.device.queue.submit([enc.finish()]);
       await staging.mapAsync(GPUMapMode.READ);
+      // Once disposed, errors are no longer captured and the source may be gone: refuse the data.
+      if (this.#disposed) throw new GpuError("the GPU objects were disposed during a read-back");
       this.check("read-back");
       return staging.getMappedRange().slice(0);
     } finally {
@@ -185,6 +190,7 @@ export class Gpu {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.device.removeEventListener("uncapturederror", this.#onError);
     for (const a of [...this.#arenas]) a.dispose();
     this.#notDone?.destroy();
     this.#pipelines.clear();

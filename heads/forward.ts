@@ -62,7 +62,7 @@ export async function forward(model: Model, tokens: readonly number[]): Promise<
         "rope",
         [n, c.headDim / 2, 2],
         "f32",
-        ropeTable(n, c.headDim, c.ropeTheta),
+        ropeTable(n, c),
       ),
       capacity: n,
     };

@@ -13,11 +13,13 @@ import type { ModelConfig, ModelConfigInput } from "../model/config.ts";
 import {
   type Placement,
   randomTensors,
+  type TensorBytes,
   type TensorData,
   type TrunkWeights,
   uploadTensor,
   WeightAllocator,
 } from "../model/weights.ts";
+import type { Tokenizer } from "../model/tokenizer.ts";
 import type { HeadKind } from "./kind.ts";
 import { headKind, parseConfig, tensorShapes } from "./registry.ts";
 
@@ -68,6 +70,16 @@ export class Model {
   readonly heads: unknown;
   /** Checkpoint tensor name -> where it lives on the GPU. */
   readonly placements: ReadonlyMap<string, Placement>;
+  /**
+   * The model's tokenizer: `loadModel` sets it from the checkpoint's tokenizer.json; set it
+   * yourself for a model built another way. String prompts and text output need one.
+   */
+  tokenizer: Tokenizer | null = null;
+  /**
+   * Token ids that end a generation by default (the checkpoint's EOS ids from config.json,
+   * generation_config.json and the tokenizer); `loadModel` sets them.
+   */
+  eosIds: readonly number[] = [];
   readonly #arena: Arena;
   #busy = false;
 
@@ -129,6 +141,32 @@ export class Model {
       );
     }
     uploadTensor(this.#arena, name, p, data);
+  }
+
+  /**
+   * Reads one tensor back from the GPU in its storage type (f16 for the matrices of an f16
+   * model, f32 otherwise): what a checkpoint writer saves. A host sync per segment.
+   */
+  async getTensor(name: string): Promise<TensorBytes> {
+    this.assertUsable();
+    const p = this.placements.get(name);
+    if (!p) {
+      throw new InvalidInputError(
+        `unknown tensor ${name}: model.tensorShapes() lists the names this model has`,
+      );
+    }
+    const size = p.dtype === "f16" && p.shape.length === 2 ? 2 : 4;
+    const cols = p.shape.length === 2 ? p.shape[1] : p.shape[0];
+    const bytes = new Uint8Array(p.shape.reduce((a, b) => a * b, 1) * size);
+    for (const s of p.segments) {
+      const n = s.rows * cols * size;
+      // Copies must be 4-byte aligned: read the enclosing words and cut the segment out.
+      const start = s.offset * size, lo = Math.floor(start / 4) * 4;
+      const hi = Math.ceil((start + n) / 4) * 4;
+      const words = new Uint8Array(await this.gpu.read(s.buffer, hi - lo, lo));
+      bytes.set(words.subarray(start - lo, start - lo + n), s.row * cols * size);
+    }
+    return { dtype: size === 2 ? "f16" : "f32", bytes };
   }
 
   /** Throws {@link ModelStateError} if the model was disposed. */

@@ -43,7 +43,7 @@ Deno.test("greedy generation matches the CPU reference model token for token", a
 Deno.test("generate() streams chunks whose concatenation is the completion, with few host syncs", async () => {
   await withModel(async (model) => {
     const chunks: number[][] = [];
-    for await (const chunk of generate(model, [1, 2, 3], { maxTokens: 60 })) chunks.push(chunk);
+    for await (const chunk of generate(model, [1, 2, 3], { maxTokens: 60 })) chunks.push(chunk.ids);
     assert.ok(chunks.length >= 3, `only ${chunks.length} chunks`);
     const { tokens, stats } = await complete(model, [1, 2, 3], { maxTokens: 60 });
     assert.deepEqual(chunks.flat(), tokens);
@@ -80,7 +80,7 @@ Deno.test("generation stops at maxSeqLen exactly", async () => {
 Deno.test("bad input gets a clear error", async () => {
   await withModel(async (model) => {
     const cases: [unknown[], Record<string, unknown>, RegExp][] = [
-      [[], {}, /prompt must be a non-empty array/],
+      [[], {}, /prompt must be a non-empty array of token ids, a string or chat messages/],
       [new Array(96).fill(1), {}, /prompt has 96 tokens but maxSeqLen is 96/],
       [[1, 67], {}, /prompt\[1\] = 67 is not a token id: ids must be integers in \[0, 67\)/],
       [[1, -1], {}, /prompt\[1\] = -1/],
@@ -116,7 +116,7 @@ for (const mode of ["greedy", "speculative"] as const) {
         for await (
           const chunk of generate(model, [1, 2], { maxTokens: 80, signal: ctl.signal, mode })
         ) {
-          got.push(...chunk);
+          got.push(...chunk.ids);
           ctl.abort();
         }
       }, AbortedError);

@@ -1,0 +1,277 @@
+/**
+ * Hugging Face config.json <-> ModelConfig, for the families people run on one GPU: llama
+ * (Llama 2/3, SmolLM, TinyLlama), mistral, qwen2 and qwen3. Both ways transformers writes the
+ * RoPE fields are read: 4.x (top-level `rope_theta`, `rope_scaling`) and 5.x (`rope_parameters`).
+ * Anything this engine does not implement is a CheckpointError naming the field and the value,
+ * never silently wrong output. ahead's own fields (heads) live in an `ahead` section.
+ * @module
+ */
+import { CheckpointError, describeValue } from "../gpu/errors.ts";
+import type { ModelConfig, ModelConfigInput, RopeScaling } from "../model/config.ts";
+
+/** The model types (config.json `model_type`) this engine runs. */
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+
+const ARCHITECTURES: Record<string, string> = {
+  llama: "LlamaForCausalLM",
+  mistral: "MistralForCausalLM",
+  qwen2: "Qwen2ForCausalLM",
+  qwen3: "Qwen3ForCausalLM",
+};
+
+/** What `readHfConfig` found besides the model configuration. */
+export interface HfConfigInfo {
+  /** The configuration (maxSeqLen from the options or the checkpoint). */
+  config: ModelConfigInput;
+  /** `model_type`. */
+  modelType: string;
+  /** `eos_token_id` (one or several). */
+  eosIds: number[];
+  /** `bos_token_id`, where given. */
+  bosId: number | undefined;
+  /** `max_position_embeddings`: the longest context the checkpoint was made for. */
+  maxPositions: number;
+}
+
+/** Choices a loader makes that config.json does not settle. */
+export interface HfConfigOptions {
+  /** Name of the file in messages (a path or URL). */
+  source: string;
+  /** Longest sequence to allocate for. Default min(max_position_embeddings, 4096). */
+  maxSeqLen?: number;
+  /** Weight storage. Default: "f16" for f16/bf16 checkpoints, "f32" for f32 ones. */
+  dtype?: "f32" | "f16";
+}
+
+type Json = Record<string, unknown>;
+
+/**
+ * Reads a parsed config.json into a model configuration (heads from its `ahead` section, if
+ * any; none otherwise).
+ *
+ * @throws {CheckpointError} naming the file, the field and the value, for a missing field, an
+ * architecture or feature this engine does not run (another model_type, MoE, quantization,
+ * another activation, a rope_scaling type other than llama3 and linear, mlp_bias, a sliding
+ * window shorter than maxSeqLen).
+ */
+export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
+  const src = o.source;
+  const fail = (msg: string): never => {
+    throw new CheckpointError(`${src}: ${msg}`);
+  };
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    fail(`config.json must hold a JSON object, got ${describeValue(json)}`);
+  }
+  const j = json as Json;
+  const modelType = j.model_type;
+  if (typeof modelType !== "string") {
+    fail(
+      `model_type is ${describeValue(modelType)}; expected one of ${
+        SUPPORTED_MODEL_TYPES.join(", ")
+      }`,
+    );
+  }
+  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType as string)) {
+    fail(
+      `model_type "${modelType}" is not supported: ahead runs ${
+        SUPPORTED_MODEL_TYPES.join(", ")
+      } ` +
+        `checkpoints`,
+    );
+  }
+  const num = (key: string, dflt?: number): number => {
+    const v = j[key] ?? dflt;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      fail(
+        v === undefined ? `${key} is missing` : `${key} must be a number, got ${describeValue(v)}`,
+      );
+    }
+    return v as number;
+  };
+  const bool = (key: string, dflt: boolean): boolean => {
+    const v = j[key] ?? dflt;
+    if (typeof v !== "boolean") fail(`${key} must be true or false, got ${describeValue(v)}`);
+    return v as boolean;
+  };
+  for (
+    const key of ["num_experts", "num_local_experts", "n_routed_experts", "moe_intermediate_size"]
+  ) {
+    if (j[key] !== undefined && j[key] !== null && j[key] !== 0) {
+      fail(`${key} = ${describeValue(j[key])}: mixture-of-experts models are not supported`);
+    }
+  }
+  if (j.quantization_config !== undefined && j.quantization_config !== null) {
+    fail(
+      `quantization_config is set: quantized checkpoints (GPTQ, AWQ, bitsandbytes...) are not ` +
+        `supported; load the f16, bf16 or f32 checkpoint`,
+    );
+  }
+  const act = j.hidden_act ?? j.hidden_activation ?? "silu";
+  if (act !== "silu") {
+    fail(`hidden_act "${act}" is not supported: ahead's feed-forward is SwiGLU (silu)`);
+  }
+  if (modelType === "llama" && bool("mlp_bias", false)) {
+    fail("mlp_bias = true is not supported (biases in the feed-forward block)");
+  }
+
+  const maxPositions = num("max_position_embeddings", 2048);
+  const maxSeqLen = o.maxSeqLen ?? Math.min(maxPositions, 4096);
+  // Sliding-window attention equals full attention while the window covers every position.
+  const windowed = modelType === "mistral" || j.use_sliding_window === true;
+  if (windowed && j.sliding_window !== null && j.sliding_window !== undefined) {
+    const w = num("sliding_window");
+    if (w < maxSeqLen) {
+      fail(
+        `sliding_window = ${w} is shorter than maxSeqLen = ${maxSeqLen}: sliding-window attention ` +
+          `is not implemented; load with maxSeqLen <= ${w}`,
+      );
+    }
+  }
+
+  const { theta, scaling } = readRope(j, fail);
+  const attentionBias = bool("attention_bias", false);
+  const nHeads = num("num_attention_heads");
+  const headDim = j.head_dim === null || j.head_dim === undefined ? undefined : num("head_dim");
+  const dtypeName = (j.torch_dtype ?? j.dtype ?? "float32") as string;
+  if (!["float32", "float16", "bfloat16"].includes(dtypeName)) {
+    fail(`torch_dtype "${dtypeName}" is not supported: ahead loads float32, float16 and bfloat16`);
+  }
+  const ahead = (j.ahead ?? {}) as Json;
+  const config: ModelConfigInput = {
+    vocabSize: num("vocab_size"),
+    dModel: num("hidden_size"),
+    nLayers: num("num_hidden_layers"),
+    nHeads,
+    nKvHeads: num("num_key_value_heads", nHeads),
+    headDim,
+    dFF: num("intermediate_size"),
+    maxSeqLen,
+    ropeTheta: theta,
+    ropeScaling: scaling,
+    normEps: num("rms_norm_eps", 1e-6),
+    tieEmbeddings: bool("tie_word_embeddings", false),
+    qkvBias: modelType === "qwen2" || attentionBias,
+    oBias: modelType !== "qwen2" && attentionBias,
+    qkNorm: modelType === "qwen3",
+    dtype: o.dtype ?? (dtypeName === "float32" ? "f32" : "f16"),
+    nFuture: typeof ahead.nFuture === "number" ? ahead.nFuture : 1,
+    ...(typeof ahead.headKind === "string" ? { headKind: ahead.headKind } : {}),
+    // ahead's own section, where saveModel wrote one, settles what the family cannot express.
+    ...Object.fromEntries(
+      ["headsOwnUnembedding", "qkvBias", "oBias", "qkNorm"]
+        .filter((k) => typeof ahead[k] === "boolean").map((k) => [k, ahead[k]]),
+    ),
+  };
+  const ids = (v: unknown): number[] =>
+    v === undefined || v === null
+      ? []
+      : (Array.isArray(v) ? v : [v]).filter((x) => Number.isInteger(x));
+  return {
+    config,
+    modelType: modelType as string,
+    eosIds: ids(j.eos_token_id),
+    bosId: ids(j.bos_token_id)[0],
+    maxPositions,
+  };
+}
+
+function readRope(
+  j: Json,
+  fail: (m: string) => never,
+): { theta: number; scaling: RopeScaling | null } {
+  // transformers 5.x: rope_parameters { rope_type, rope_theta, factor, ... }; 4.x: top level.
+  const p = (j.rope_parameters ?? j.rope_scaling ?? null) as Json | null;
+  const thetaRaw = (j.rope_parameters as Json | undefined)?.rope_theta ?? j.rope_theta ?? 10000;
+  if (typeof thetaRaw !== "number" || !(thetaRaw > 0)) {
+    fail(`rope_theta must be > 0, got ${describeValue(thetaRaw)}`);
+  }
+  const theta = thetaRaw as number;
+  if (p === null) return { theta, scaling: null };
+  if (typeof p !== "object" || Array.isArray(p)) {
+    fail(`rope_parameters/rope_scaling must be an object, got ${describeValue(p)}`);
+  }
+  const field = j.rope_parameters ? "rope_parameters" : "rope_scaling";
+  const type = p.rope_type ?? p.type ?? "default";
+  const n = (key: string): number => {
+    const v = p[key];
+    if (typeof v !== "number" || !(v > 0)) {
+      fail(`${field}.${key} must be a number > 0, got ${describeValue(v)}`);
+    }
+    return v as number;
+  };
+  if (type === "default") return { theta, scaling: null };
+  if (type === "linear") return { theta, scaling: { type: "linear", factor: n("factor") } };
+  if (type === "llama3") {
+    return {
+      theta,
+      scaling: {
+        type: "llama3",
+        factor: n("factor"),
+        lowFreqFactor: n("low_freq_factor"),
+        highFreqFactor: n("high_freq_factor"),
+        originalMaxPositions: n("original_max_position_embeddings"),
+      },
+    };
+  }
+  return fail(
+    `${field}.rope_type "${String(type)}" is not supported: ahead computes "default", "linear" ` +
+      `and "llama3" RoPE`,
+  );
+}
+
+/**
+ * The config.json of a model, as transformers 5.x writes it (`rope_parameters`, `dtype`) and with
+ * the 4.x spellings beside them (`rope_theta`, `rope_scaling`, `torch_dtype`), plus an
+ * `ahead` section holding the heads (nFuture, headKind, headsOwnUnembedding) and the attention
+ * features (qkvBias, oBias, qkNorm), so that a saved model loads back exactly. `modelType`
+ * defaults to the family the config's features imply.
+ */
+export function writeHfConfig(
+  c: ModelConfig,
+  o: { modelType?: string; eosIds?: readonly number[]; bosId?: number } = {},
+): Record<string, unknown> {
+  const modelType = o.modelType ?? (c.qkNorm ? "qwen3" : c.qkvBias && !c.oBias ? "qwen2" : "llama");
+  const rope: Json = { rope_type: c.ropeScaling?.type ?? "default", rope_theta: c.ropeTheta };
+  if (c.ropeScaling?.type === "linear") rope.factor = c.ropeScaling.factor;
+  if (c.ropeScaling?.type === "llama3") {
+    rope.factor = c.ropeScaling.factor;
+    rope.low_freq_factor = c.ropeScaling.lowFreqFactor;
+    rope.high_freq_factor = c.ropeScaling.highFreqFactor;
+    rope.original_max_position_embeddings = c.ropeScaling.originalMaxPositions;
+  }
+  return {
+    architectures: [ARCHITECTURES[modelType] ?? "LlamaForCausalLM"],
+    model_type: modelType,
+    vocab_size: c.vocabSize,
+    hidden_size: c.dModel,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.dFF,
+    max_position_embeddings: c.maxSeqLen,
+    rms_norm_eps: c.normEps,
+    rope_parameters: rope,
+    // The transformers 4.x spelling too, so older readers do not fall back to theta 10000.
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling ? { ...rope, type: rope.rope_type } : null,
+    tie_word_embeddings: c.tieEmbeddings,
+    hidden_act: "silu",
+    ...(modelType === "llama" ? { attention_bias: c.qkvBias, mlp_bias: false } : {}),
+    ...(modelType === "qwen3" ? { attention_bias: c.qkvBias } : {}),
+    dtype: c.dtype === "f16" ? "float16" : "float32",
+    torch_dtype: c.dtype === "f16" ? "float16" : "float32",
+    ...(o.eosIds?.length
+      ? { eos_token_id: o.eosIds.length === 1 ? o.eosIds[0] : [...o.eosIds] }
+      : {}),
+    ...(o.bosId !== undefined ? { bos_token_id: o.bosId } : {}),
+    ahead: {
+      nFuture: c.nFuture,
+      headKind: c.headKind,
+      headsOwnUnembedding: c.headsOwnUnembedding,
+      qkvBias: c.qkvBias,
+      oBias: c.oBias,
+      qkNorm: c.qkNorm,
+    },
+  };
+}

@@ -108,3 +108,39 @@ export function ropeTable(
   }
   return t;
 }
+
+/**
+ * RoPE on the query and key parts of `qkv` rows, both in place, at the rows' positions: the
+ * training forward over whole sequences, where attention reads the keys from qkv itself.
+ */
+export function ropeInPlace(
+  arena: Arena,
+  o: AttentionShape & {
+    positions: Tensor;
+    /** [capacity, headDim/2] (cos, sin) pairs, see {@link ropeTable}. */
+    rope: Tensor;
+    qkv: Tensor;
+    rows: number;
+    done?: GPUBuffer;
+    label?: string;
+  },
+): Dispatch[] {
+  const threads = (o.nHeads + o.nKvHeads) * o.headDim / 2;
+  return [makeDispatch(arena, {
+    kernel: "rope_kv",
+    code: wgsl.ropeKv,
+    constants: { CACHE: false },
+    params: [o.rows, o.nHeads, o.nKvHeads, o.headDim, o.capacity],
+    bindings: [
+      doneFlag(arena.gpu, o.done),
+      ["positions", o.positions, "read", o.rows],
+      ["rope", o.rope, "read", o.capacity * o.headDim],
+      ["qkv", o.qkv, "write", o.rows * (o.nHeads + 2 * o.nKvHeads) * o.headDim],
+      // The cache bindings are unused without CACHE; qkv stands in for them.
+      ["kCache", o.qkv, "write", 0],
+      ["vCache", o.qkv, "write", 0],
+    ],
+    workgroups: [Math.ceil(threads / 256), o.rows],
+    label: o.label ?? "rope",
+  })];
+}

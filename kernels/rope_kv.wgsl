@@ -1,6 +1,8 @@
 // RoPE (Llama convention: rotate_half pairs i and i + headDim/2) on the query and key parts of a
 // fused qkv row, then the rotated keys and the values go into the KV cache at the row's position
 // positions[r]. Queries are rotated in place. cos/sin come from a table built on the host in f64.
+// With CACHE = false (training over whole sequences, where the keys are read from qkv itself)
+// the keys are rotated in place too and nothing is written to the caches.
 struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;          // [1] nonzero: exit at once
@@ -9,6 +11,8 @@ struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u
 @group(0) @binding(4) var<storage, read_write> qkv: array<f32>;     // [rows, (nHeads + 2 nKvHeads) headDim]
 @group(0) @binding(5) var<storage, read_write> kCache: array<f32>;  // [capacity, nKvHeads, headDim]
 @group(0) @binding(6) var<storage, read_write> vCache: array<f32>;  // [capacity, nKvHeads, headDim]
+
+override CACHE: bool = true;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -30,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let b = qkv[row + head * P.headDim + i + half];
     let ra = a * cs.x - b * cs.y;
     let rb = b * cs.x + a * cs.y;
-    if (head < P.nHeads) {
+    if (head < P.nHeads || !CACHE) {
       qkv[row + head * P.headDim + i] = ra;
       qkv[row + head * P.headDim + i + half] = rb;
     } else {
@@ -38,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       kCache[c + i] = ra;
       kCache[c + i + half] = rb;
     }
-  } else if (t < nPairs + P.nKvHeads * P.headDim) {
+  } else if (CACHE && t < nPairs + P.nKvHeads * P.headDim) {
     let e = t - nPairs;
     vCache[pos * P.nKvHeads * P.headDim + e] = qkv[row + (P.nHeads + P.nKvHeads) * P.headDim + e];
   }

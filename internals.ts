@@ -28,7 +28,7 @@ export { attention, attentionSplits } from "./kernels/attention.ts";
 export { embed } from "./kernels/embed.ts";
 export { gatherRows, type GpuIndex } from "./kernels/gather_rows.ts";
 export { gemv, GEMV_MAX_ROWS, threadsPerRow } from "./kernels/gemv.ts";
-export { matmul } from "./kernels/matmul.ts";
+export { matmul, matmulDw, matmulDx, type MatmulTune, type Rows } from "./kernels/matmul.ts";
 export { rmsnorm } from "./kernels/rmsnorm.ts";
 export { type AttentionShape, ropeKv, type RopeScaling, ropeTable } from "./kernels/rope_kv.ts";
 export { qkNorm } from "./kernels/qk_norm.ts";

@@ -28,7 +28,7 @@ const RANKS: Record<string, number> = {
   examples: 8,
   bench: 8,
 };
-const FREE = new Set(["tests", "tools"]);
+const FREE = new Set(["tests", "tools", ".ci"]);
 
 const root = new URL("..", import.meta.url);
 const rootPath = root.pathname;
@@ -38,18 +38,25 @@ function layer(file: string): string {
   return rel.includes("/") ? rel.split("/")[0] : rel;
 }
 
-async function sources(dir: URL): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.name.startsWith(".") || e.name === "node_modules") continue;
-    const u = new URL(e.name + (e.isDirectory ? "/" : ""), dir);
-    if (e.isDirectory) out.push(...await sources(u));
-    else if (e.name.endsWith(".ts")) out.push(u.pathname);
-  }
-  return out;
+/** The .ts files git tracks or would track (ignored folders such as data/ and .gpu/ left out). */
+async function sources(): Promise<string[]> {
+  const out = await new Deno.Command("git", {
+    args: ["ls-files", "--cached", "--others", "--exclude-standard", "*.ts"],
+    cwd: rootPath,
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((f) => f)
+    .map((f) => `${rootPath}${f}`)
+    .filter((f) => {
+      try {
+        return Deno.statSync(f).isFile;
+      } catch {
+        return false; // deleted in the work tree
+      }
+    });
 }
 
-const files = (await sources(root)).filter((f) => !FREE.has(layer(f)));
+const files = (await sources()).filter((f) => !FREE.has(layer(f)));
 const unknown = files.filter((f) => !(layer(f) in RANKS));
 if (unknown.length > 0) {
   console.error(`files outside the known layers (add the folder to tools/check_imports.ts):`);

@@ -1,0 +1,283 @@
+/**
+ * Trains a multi-token model on text: from scratch (trunk and heads together), or heads only on
+ * a frozen trunk loaded from a Hugging Face folder (Medusa-1 style). Byte-level by default: the
+ * vocabulary is the 256 bytes, so no tokenizer has to be trained or shipped, code keeps its exact
+ * whitespace, and Meta's byte-level model is where multi-token prediction paid off most.
+ *
+ *     deno task train --data data/corpus/train --heldout data/corpus/heldout --out models/run1
+ *     deno task train --resume models/run1 --steps 4000          # continue a run
+ *     deno task train --model DIR --heads-only --heads 4 --data ... --out DIR2
+ *
+ * Shows a progress bar (loss per head, tokens/s, ETA) on stderr, evaluates the held-out loss,
+ * and writes a checkpoint (model + optimizer state) every --checkpoint-every steps and at the
+ * end; --time-limit S stops cleanly (with a checkpoint) after S seconds, for runs of bounded
+ * length that resume where the last one stopped.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { z } from "zod";
+import { byteTokenizer, createModel, loadModel, type Model } from "../mod.ts";
+import { TrainProgram } from "../train/program.ts";
+import { batchSampler, heldoutBatches, loadCorpus } from "../train/data.ts";
+import { evaluate, trainSteps } from "../train/trainer.ts";
+import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
+import { initForTraining } from "../train/init.ts";
+
+const HELP = `Usage: deno task train [options]
+
+Data and output:
+  --data PATH[,PATH]     text files or folders to train on (required unless --resume)
+  --heldout PATH[,PATH]  files or folders held out for the held-out loss (default: 5% of --data)
+  --out DIR              checkpoint folder (default: the --resume folder)
+  --resume DIR           continue from a checkpoint (model, optimizer state, step)
+Model (from scratch):
+  --d-model N --layers N --n-heads N --kv-heads N --d-ff N   (default 256, 6, 8, 4, 768)
+  --heads N              output heads, next-token head included (default 4)
+  --seq-len N            tokens per sequence (default 256)
+Heads only:
+  --model DIR            a Hugging Face folder whose trunk stays frozen
+  --heads-only           train only heads 2..n
+Optimization:
+  --steps N --batch N --lr X --min-lr X --warmup N --weight-decay X --clip X --seed N
+  --log-every N --eval-every N --checkpoint-every N --time-limit SECONDS
+`;
+
+const int = (flag: string, min = 1) =>
+  z.coerce.number({ error: `${flag} must be an integer` }).int({
+    error: `${flag} must be an integer`,
+  })
+    .min(min, { error: `${flag} must be >= ${min}` });
+const num = (flag: string) =>
+  z.coerce.number({ error: `${flag} must be a number` }).min(0, { error: `${flag} must be >= 0` });
+const paths = z.string().transform((s) => s.split(",").filter((p) => p));
+
+const Args = z.object({
+  data: paths.optional(),
+  heldout: paths.optional(),
+  out: z.string().optional(),
+  resume: z.string().optional(),
+  dModel: int("--d-model", 8),
+  layers: int("--layers"),
+  nHeads: int("--n-heads"),
+  kvHeads: int("--kv-heads"),
+  dFf: int("--d-ff", 8),
+  heads: int("--heads"),
+  seqLen: int("--seq-len", 2),
+  model: z.string().optional(),
+  headsOnly: z.boolean(),
+  steps: int("--steps"),
+  batch: int("--batch"),
+  lr: num("--lr"),
+  minLr: num("--min-lr"),
+  warmup: int("--warmup", 0),
+  weightDecay: num("--weight-decay"),
+  clip: num("--clip"),
+  seed: int("--seed", 0),
+  logEvery: int("--log-every"),
+  evalEvery: int("--eval-every"),
+  checkpointEvery: int("--checkpoint-every"),
+  timeLimit: num("--time-limit").optional(),
+});
+
+function parse(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: "string" },
+      heldout: { type: "string" },
+      out: { type: "string" },
+      resume: { type: "string" },
+      "d-model": { type: "string", default: "256" },
+      layers: { type: "string", default: "6" },
+      "n-heads": { type: "string", default: "8" },
+      "kv-heads": { type: "string", default: "4" },
+      "d-ff": { type: "string", default: "768" },
+      heads: { type: "string", default: "4" },
+      "seq-len": { type: "string", default: "256" },
+      model: { type: "string" },
+      "heads-only": { type: "boolean", default: false },
+      steps: { type: "string", default: "2000" },
+      batch: { type: "string", default: "16" },
+      lr: { type: "string", default: "3e-3" },
+      "min-lr": { type: "string", default: "3e-4" },
+      warmup: { type: "string", default: "100" },
+      "weight-decay": { type: "string", default: "0.1" },
+      clip: { type: "string", default: "1" },
+      seed: { type: "string", default: "0" },
+      "log-every": { type: "string", default: "20" },
+      "eval-every": { type: "string", default: "500" },
+      "checkpoint-every": { type: "string", default: "500" },
+      "time-limit": { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    Deno.exit(0);
+  }
+  const camel = Object.fromEntries(
+    Object.entries(values).map((
+      [k, v],
+    ) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), v]),
+  );
+  const r = Args.safeParse(camel);
+  if (!r.success) {
+    console.error(`error: ${r.error.issues.map((i) => i.message).join("; ")}\n\n${HELP}`);
+    Deno.exit(2);
+  }
+  const a = r.data;
+  const fail = (m: string) => {
+    console.error(`error: ${m}\n\n${HELP}`);
+    Deno.exit(2);
+  };
+  if (!a.data && !a.resume) fail("--data is required (or --resume a checkpoint)");
+  if (!a.out && !a.resume) fail("--out is required (or --resume a checkpoint)");
+  if (a.headsOnly && !a.model && !a.resume) fail("--heads-only needs --model (the frozen trunk)");
+  return a;
+}
+
+if (import.meta.main) {
+  const args = parse(Deno.args);
+  const out = args.out ?? args.resume!;
+  const tok = byteTokenizer();
+  let model: Model | null = null;
+  try {
+    const runInfoFile = args.resume ? join(args.resume, "run.json") : null;
+    const saved = runInfoFile ? JSON.parse(await Deno.readTextFile(runInfoFile)) : null;
+    const data = args.data ?? saved?.data;
+    const heldout = args.heldout ?? saved?.heldout;
+    if (args.resume) model = await loadModel(args.resume, { dtype: "f32", onWarning: () => {} });
+    else if (args.model) {
+      const base = await loadModel(args.model, { dtype: "f32", onWarning: () => {} });
+      // A model with heads: the loaded trunk's tensors, heads added with random weights.
+      model = await createModel({ ...base.config, nFuture: args.heads, headKind: "transformer" }, {
+        seed: args.seed,
+      });
+      for (const [name] of base.tensorShapes()) model.setTensor(name, await base.getTensor(name));
+      base.dispose();
+    } else {
+      model = await createModel({
+        vocabSize: 256,
+        dModel: args.dModel,
+        nLayers: args.layers,
+        nHeads: args.nHeads,
+        nKvHeads: args.kvHeads,
+        dFF: args.dFf,
+        maxSeqLen: Math.max(2048, args.seqLen),
+        nFuture: args.heads,
+        tieEmbeddings: true,
+        dtype: "f32",
+      }, { seed: args.seed });
+      initForTraining(model, args.seed);
+    }
+    model.tokenizer = tok;
+    model.eosIds = [0];
+    const c = model.config;
+    const corpus = await loadCorpus(tok, { train: data, heldout, separator: 0 });
+    const seqLen = saved?.seqLen ?? args.seqLen;
+    const batch = saved?.batch ?? args.batch;
+    const totalSteps = args.steps;
+    // A resumed run keeps its hyperparameters; --steps sets where it ends.
+    const opt = saved?.optimizer ??
+      {
+        lr: args.lr,
+        minLr: args.minLr,
+        warmup: args.warmup,
+        weightDecay: args.weightDecay,
+        clip: args.clip,
+      };
+    const program = new TrainProgram(model, {
+      batch,
+      seqLen,
+      trainTrunk: !(args.headsOnly || saved?.headsOnly),
+      optimizer: {
+        schedule: {
+          maxLr: opt.lr,
+          minLr: opt.minLr,
+          warmupSteps: Math.min(opt.warmup, totalSteps),
+          totalSteps,
+        },
+        weightDecay: opt.weightDecay,
+        maxNorm: opt.clip,
+      },
+    });
+    let from = 0;
+    if (args.resume) {
+      from = (await restoreOptimizer(program, args.resume, { tokenizer: "bytes" })).step;
+    }
+    const o = { batch, seqLen, nFuture: c.nFuture, seed: args.seed };
+    const batchAt = batchSampler(corpus.train, o);
+    const held = heldoutBatches(corpus.heldout, { ...o, maxBatches: 8 });
+    console.error(
+      `training ${c.nLayers} layers, d${c.dModel}, ${c.nFuture} heads on ${model.adapterName}: ` +
+        `${corpus.train.length} training and ${corpus.heldout.length} held-out tokens ` +
+        `(${corpus.files.train} / ${corpus.files.heldout} files), steps ${from}..${totalSteps}, ` +
+        `batch ${batch} x ${seqLen}`,
+    );
+    const history: {
+      step: number;
+      train: number[];
+      heldout?: number[];
+      tokensPerSecond: number;
+    }[] = saved?.history ?? [];
+    const runJson = {
+      data,
+      heldout,
+      seqLen,
+      batch,
+      optimizer: opt,
+      headsOnly: args.headsOnly || !!saved?.headsOnly,
+      command: `deno task train ${Deno.args.join(" ")}`,
+      history,
+    };
+    const save = async (step: number) => {
+      const h = held.length ? await evaluate(program, held) : undefined;
+      if (h) {
+        history.push({ step, train: history.at(-1)?.train ?? [], heldout: h, tokensPerSecond: 0 });
+      }
+      await saveCheckpoint(program, out, { step, tokenizer: "bytes" });
+      await Deno.writeTextFile(join(out, "run.json"), JSON.stringify(runJson, null, 2) + "\n");
+      if (h) {
+        console.error(
+          `\nstep ${step}: held-out loss per head ${h.map((x) => x.toFixed(3)).join(" ")}`,
+        );
+      }
+    };
+    const enc = new TextEncoder();
+    const r = await trainSteps(program, {
+      from,
+      to: totalSteps,
+      batchAt,
+      logEvery: args.logEvery,
+      timeLimit: args.timeLimit,
+      checkpointEvery: args.checkpointEvery,
+      onCheckpoint: save,
+      onLog: (l) => {
+        history.push({ step: l.step, train: l.losses, tokensPerSecond: l.tokensPerSecond });
+        const eta = (totalSteps - l.step) * program.rows / Math.max(1, l.tokensPerSecond);
+        Deno.stderr.writeSync(enc.encode(
+          `\rstep ${l.step}/${totalSteps} loss ${l.losses.map((x) => x.toFixed(3)).join(" ")} ` +
+            `lr ${l.lr.toExponential(1)} |g| ${l.gradNorm.toFixed(2)} ` +
+            `${(l.tokensPerSecond / 1000).toFixed(1)}k tok/s ETA ${eta.toFixed(0)} s\x1b[K`,
+        ));
+      },
+    });
+    console.error(
+      `\n${
+        r.stopped === "nan"
+          ? "stopped: the gradient became NaN or infinite (lower --lr); the last checkpoint is kept"
+          : r.stopped === "time"
+          ? `stopped at the time limit after step ${r.step}; resume with --resume ${out}`
+          : `done: ${r.step} steps`
+      }`,
+    );
+    program.dispose();
+    if (r.stopped === "nan") Deno.exitCode = 1;
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exitCode = 1;
+  } finally {
+    model?.dispose();
+  }
+}

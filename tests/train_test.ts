@@ -1,0 +1,292 @@
+import assert from "node:assert/strict";
+import { byteTokenizer, createModel, InvalidInputError, loadModel, type Model } from "../mod.ts";
+import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
+import { encode } from "../kernels/dispatch.ts";
+import { referenceForward } from "../heads/reference.ts";
+import { TrainProgram } from "../train/program.ts";
+import { batchSampler, loadCorpus } from "../train/data.ts";
+import { evaluate, trainSteps, upload } from "../train/trainer.ts";
+import { tensorsOf } from "./helpers.ts";
+
+const TINY = {
+  vocabSize: 37,
+  dModel: 16,
+  nLayers: 1,
+  nHeads: 2,
+  nKvHeads: 1,
+  headDim: 8,
+  dFF: 24,
+  maxSeqLen: 64,
+  nFuture: 2,
+  dtype: "f32" as const,
+};
+const noStep = { schedule: { maxLr: 0, minLr: 0, warmupSteps: 0, totalSteps: 1 }, weightDecay: 0 };
+
+/** The f64 reference's loss: the sum over heads of the mean cross-entropy of the batch. */
+function referenceLoss(
+  m: Model,
+  t: Map<string, Float32Array>,
+  seqs: number[][],
+  targets: number[][][],
+): number {
+  const v = m.config.vocabSize;
+  let loss = 0;
+  let rows = 0;
+  seqs.forEach((seq, b) => {
+    const heads = referenceForward(m.config, t, seq);
+    heads.forEach((logits, j) => {
+      for (let r = 0; r < seq.length; r++) {
+        const row = logits.subarray(r * v, (r + 1) * v);
+        const max = Math.max(...row);
+        let s = 0;
+        for (const x of row) s += Math.exp(x - max);
+        loss += max + Math.log(s) - row[targets[b][j][r]];
+      }
+    });
+    rows += seq.length;
+  });
+  return loss / rows;
+}
+
+Deno.test("a training step's gradients equal finite differences of the f64 reference loss", async () => {
+  const model = await createModel(TINY, { seed: 3 });
+  const B = 2, T = 7;
+  const program = new TrainProgram(model, { batch: B, seqLen: T, optimizer: noStep });
+  try {
+    const stream = Uint32Array.from({ length: 200 }, (_, i) => (i * 7 + (i >> 3)) % 37);
+    const batch = batchSampler(stream, { batch: B, seqLen: T, nFuture: 2, seed: 5 })(0);
+    upload(program, batch);
+    const gpu = model.gpu;
+    const enc = gpu.device.createCommandEncoder();
+    for (const b of program.gradBuffers) enc.clearBuffer(b);
+    const pass = enc.beginComputePass();
+    encode(pass, program.step);
+    pass.end();
+    gpu.device.queue.submit([enc.finish()]);
+    const seqs = [0, 1].map((b) => Array.from(batch.ids.subarray(b * T, (b + 1) * T)));
+    const targets = [0, 1].map((b) =>
+      batch.targets.map((t) => Array.from(t.subarray(b * T, (b + 1) * T)))
+    );
+    const tensors = tensorsOf(model, 3);
+    // The GPU's losses are the reference's.
+    const losses = new Float32Array(await gpu.read(program.losses.buffer), 0, 2);
+    const ref = referenceLoss(model, tensors, seqs, targets);
+    assert.ok(Math.abs((losses[0] + losses[1]) / (B * T) - ref) < 1e-5 * ref);
+    // [param name, checkpoint tensor, row offset of that tensor in the param]
+    const d = TINY.dModel;
+    const checks: [string, string, number][] = [
+      ["model.embed_tokens.weight", "model.embed_tokens.weight", 0],
+      ["model.layers.0.self_attn.qkv", "model.layers.0.self_attn.k_proj.weight", 2 * 8],
+      ["model.layers.0.self_attn.o_proj.weight", "model.layers.0.self_attn.o_proj.weight", 0],
+      ["model.layers.0.mlp.gate_up", "model.layers.0.mlp.up_proj.weight", TINY.dFF],
+      ["model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.down_proj.weight", 0],
+      ["model.layers.0.input_layernorm.weight", "model.layers.0.input_layernorm.weight", 0],
+      ["model.norm.weight", "model.norm.weight", 0],
+      ["lm_head.weight", "lm_head.weight", 0],
+      ["mtp_heads.0.self_attn.qkv", "mtp_heads.0.self_attn.q_proj.weight", 0],
+      ["mtp_heads.0.mlp.down_proj.weight", "mtp_heads.0.mlp.down_proj.weight", 0],
+    ];
+    for (const [param, name, rowOffset] of checks) {
+      const p = program.params.find((x) => x.names[0] === param)!;
+      const grad = new Float32Array(await gpu.read(p.grad.buffer, p.weight.shape[0] * 4));
+      const w = tensors.get(name)!;
+      // Three entries of the tensor, spread over it (the first ids of the batch for the embedding).
+      const idx = name === "model.embed_tokens.weight"
+        ? [batch.ids[0] * d + 1, batch.ids[3] * d + 5]
+        : [1, Math.floor(w.length / 2) + 3, w.length - 2];
+      for (const i of idx) {
+        const h = 1e-3;
+        const keep = w[i];
+        w[i] = keep + h;
+        const up = referenceLoss(model, tensors, seqs, targets);
+        w[i] = keep - h;
+        const down = referenceLoss(model, tensors, seqs, targets);
+        w[i] = keep;
+        const fd = (up - down) / (2 * h);
+        // The tensor's rows start rowOffset rows into the fused matrix, whose rows are dModel long.
+        const got = grad[rowOffset * d + i];
+        assert.ok(
+          Math.abs(got - fd) <= 2e-3 * Math.abs(fd) + 2e-5,
+          `${name}[${i}]: gradient ${got}, finite difference ${fd}`,
+        );
+      }
+    }
+  } finally {
+    program.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("a tiny model overfits a short text to near-zero loss, every head", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const text =
+      "function add(a, b) {\n  return a + b;\n}\n// the quick brown fox jumps over the lazy dog\n";
+    await Deno.writeTextFile(`${dir}/a.js`, text.repeat(3));
+    await Deno.writeTextFile(`${dir}/b.js`, text);
+    const tok = byteTokenizer();
+    const corpus = await loadCorpus(tok, { train: [`${dir}/a.js`], heldout: [`${dir}/b.js`] });
+    const model = await createModel(
+      { ...TINY, vocabSize: 256, dModel: 32, nHeads: 4, nKvHeads: 2, dFF: 64, nFuture: 3 },
+      { seed: 1 },
+    );
+    const o = { batch: 4, seqLen: 32, nFuture: 3, seed: 1 };
+    const program = new TrainProgram(model, {
+      batch: o.batch,
+      seqLen: o.seqLen,
+      optimizer: {
+        schedule: { maxLr: 1e-2, minLr: 1e-3, warmupSteps: 10, totalSteps: 300 },
+        maxNorm: 1,
+      },
+    });
+    try {
+      const batchAt = batchSampler(corpus.train, o);
+      const logs: number[][] = [];
+      const r = await trainSteps(program, {
+        from: 0,
+        to: 300,
+        batchAt,
+        logEvery: 25,
+        onLog: (l) => logs.push(l.losses),
+      });
+      assert.equal(r.stopped, "done");
+      assert.equal(r.step, 300);
+      const first = logs[0], last = logs[logs.length - 1];
+      for (let j = 0; j < 3; j++) {
+        assert.ok(
+          last[j] < 0.1,
+          `head ${j + 1}: loss ${last[j]} after 300 steps (first ${first[j]})`,
+        );
+        assert.ok(first[j] > 2, `head ${j + 1} started at ${first[j]}`);
+      }
+      const held = await evaluate(program, [batchAt(7)]);
+      assert.ok(held.every((l) => l < 0.2), `losses ${held}`);
+    } finally {
+      program.dispose();
+      model.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a learning rate that makes the loss explode stops training at a NaN without applying it", async () => {
+  const model = await createModel({ ...TINY, nFuture: 1 }, { seed: 2 });
+  const program = new TrainProgram(model, {
+    batch: 2,
+    seqLen: 8,
+    optimizer: { schedule: { maxLr: 1e30, minLr: 1e30, warmupSteps: 0, totalSteps: 50 } },
+  });
+  try {
+    const stream = Uint32Array.from({ length: 100 }, (_, i) => i % 37);
+    let saved = 0;
+    const r = await trainSteps(program, {
+      from: 0,
+      to: 50,
+      batchAt: batchSampler(stream, { batch: 2, seqLen: 8, nFuture: 1, seed: 1 }),
+      logEvery: 5,
+      onCheckpoint: () => {
+        saved++;
+        return Promise.resolve();
+      },
+      checkpointEvery: 5,
+    });
+    assert.equal(r.stopped, "nan");
+    assert.ok(r.step < 50);
+    // Checkpoints written before the explosion are kept; none is written after it.
+    assert.ok(saved <= Math.floor(r.step / 5));
+  } finally {
+    program.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("training refuses empty data, data shorter than a sequence, and unsupported models", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/a.txt`, "");
+    await Deno.writeTextFile(`${dir}/b.txt`, "hi");
+    await assert.rejects(
+      () => loadCorpus(byteTokenizer(), { train: [`${dir}/a.txt`], heldout: [`${dir}/b.txt`] }),
+      /the training files \(.*a\.txt\) are empty: give text to train on/,
+    );
+    assert.throws(
+      () => batchSampler(Uint32Array.of(1, 2, 3), { batch: 1, seqLen: 8, nFuture: 2, seed: 0 }),
+      (e: unknown) =>
+        e instanceof InvalidInputError && /shorter than one training sequence/.test(e.message),
+    );
+    await assert.rejects(
+      () => loadCorpus(byteTokenizer(), { train: [`${dir}/none`] }),
+      /does not exist/,
+    );
+    const f16 = await createModel({ ...TINY, dtype: "f16" });
+    try {
+      assert.throws(
+        () => new TrainProgram(f16, { batch: 1, seqLen: 4, optimizer: noStep }),
+        /training does not support dtype "f16"/,
+      );
+    } finally {
+      f16.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resuming from a checkpoint continues exactly where the run stopped (same bits as one run)", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg = { ...TINY, nFuture: 2 };
+  const optimizer = {
+    schedule: { maxLr: 3e-3, minLr: 3e-4, warmupSteps: 3, totalSteps: 16 },
+    maxNorm: 1,
+  };
+  const stream = Uint32Array.from({ length: 400 }, (_, i) => (i * 11 + (i >> 2)) % 37);
+  const batchAt = batchSampler(stream, { batch: 2, seqLen: 8, nFuture: 2, seed: 4 });
+  const run = async (model: Model, from: number, to: number, save?: string) => {
+    const program = new TrainProgram(model, { batch: 2, seqLen: 8, optimizer });
+    try {
+      if (from > 0) await restoreOptimizer(program, dir, { tokenizer: "test" });
+      await trainSteps(program, {
+        from,
+        to,
+        batchAt,
+        logEvery: 4,
+        onCheckpoint: save
+          ? (step) => saveCheckpoint(program, save, { step, tokenizer: "test" })
+          : undefined,
+      });
+    } finally {
+      program.dispose();
+    }
+  };
+  try {
+    const straight = await createModel(cfg, { seed: 9 });
+    const first = await createModel(cfg, { seed: 9 });
+    await run(straight, 0, 16);
+    await run(first, 0, 8, dir);
+    first.dispose();
+    const resumed = await loadModel(dir, { dtype: "f32" });
+    try {
+      await run(resumed, 8, 16);
+      for (const [name] of straight.tensorShapes()) {
+        assert.deepEqual(
+          (await resumed.getTensor(name)).bytes,
+          (await straight.getTensor(name)).bytes,
+          name,
+        );
+      }
+      await assert.rejects(
+        () =>
+          restoreOptimizer(new TrainProgram(resumed, { batch: 2, seqLen: 8, optimizer }), dir, {
+            tokenizer: "other",
+          }),
+        /trained with tokenizer test, resuming with other/,
+      );
+    } finally {
+      straight.dispose();
+      resumed.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,8 +6,9 @@
  *     deno run -A --unstable-webgpu examples/generate.ts --model DIR --chat --prompt "Write a haiku"
  *     deno run -A --unstable-webgpu examples/generate.ts --model DIR --heads-from MEDUSA_DIR
  *
- * With no --model it runs a small byte-level model with seeded random weights (no trained model
- * ships yet), so its text is noise and its heads rarely guess right.
+ * With no --model it runs the default model that ships in models/ahead-code/: a 7M-parameter
+ * byte-level JavaScript/TypeScript model with 4 heads, trained by `deno task train` (its model
+ * card says how well it does). --random runs a model with seeded random weights instead.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -27,16 +28,17 @@ import { progressBar } from "./progress.ts";
 const HELP = `Usage: deno run -A --unstable-webgpu examples/generate.ts [options]
 
 Options:
-  --model DIR         a Hugging Face model folder (path or URL); default: a random byte model
+  --model DIR         a Hugging Face model folder (path or URL); default: models/ahead-code
+  --random            a byte model with seeded random weights instead (shows the machinery)
   --heads-from DIR    a folder holding heads 2..n for that model (ahead's or Medusa's)
-  --prompt TEXT       the prompt (default "def fib(n):")
+  --prompt TEXT       the prompt (default "function fibonacci(n) {")
   --ids IDS           a prompt of comma-separated token ids instead of text
   --chat              send the prompt as a user message through the model's chat template
   --max-tokens N      tokens to generate, >= 1 (default 64)
   --max-seq-len N     longest sequence the model allocates for (default: the prompt + max-tokens)
   --mode MODE         "speculative" or "greedy" (default "speculative"; greedy without heads)
-  --heads N           output heads of the random model, 1..8 (default 4)
-  --seed N            seed of the random model's weights (default 0)
+  --heads N           output heads of the --random model, 1..8 (default 4)
+  --seed N            seed of the --random model's weights (default 0)
   --help              show this help
 `;
 
@@ -53,6 +55,7 @@ const Args = z.object({
   ids: z.string().regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, "--ids must be comma-separated token ids")
     .transform((s) => s.split(",").map((t) => Number(t.trim()))).optional(),
   chat: z.boolean(),
+  random: z.boolean(),
   maxTokens: int("--max-tokens", 1),
   maxSeqLen: int("--max-seq-len", 2).optional(),
   mode: z.enum(["speculative", "greedy"], { error: '--mode must be "speculative" or "greedy"' }),
@@ -66,7 +69,8 @@ function parse(argv: string[]) {
     options: {
       model: { type: "string" },
       "heads-from": { type: "string" },
-      prompt: { type: "string", default: "def fib(n):" },
+      prompt: { type: "string", default: "function fibonacci(n) {" },
+      random: { type: "boolean", default: false },
       ids: { type: "string" },
       chat: { type: "boolean", default: false },
       "max-tokens": { type: "string", default: "64" },
@@ -87,6 +91,7 @@ function parse(argv: string[]) {
     prompt: values.prompt,
     ids: values.ids,
     chat: values.chat,
+    random: values.random,
     maxTokens: values["max-tokens"],
     maxSeqLen: values["max-seq-len"],
     mode: values.mode,
@@ -116,9 +121,13 @@ function statsLine(s: GenerationStats, speculative: boolean): string {
 
 async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; about: string }> {
   const promptLength = args.ids?.length ?? new TextEncoder().encode(args.prompt).length + 64;
-  if (args.model) {
+  if (!args.random) {
     const bar = progressBar("loading");
-    const source = /^[a-z]+:/.test(args.model) ? new URL(args.model) : args.model;
+    const source = args.model === undefined
+      ? new URL("../models/ahead-code/", import.meta.url) // works from a checkout and from JSR
+      : /^[a-z]+:/.test(args.model)
+      ? new URL(args.model)
+      : args.model;
     const model = await loadModel(source, {
       maxSeqLen: args.maxSeqLen,
       heads: args.headsFrom,
@@ -128,8 +137,11 @@ async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; abo
     const c = model.config;
     return {
       model,
-      about: `Model: ${args.model} (${c.nLayers} layers, d${c.dModel}, ${c.nFuture} heads ` +
-        `${c.nFuture > 1 ? `(${c.headKind}) ` : ""}, ${c.dtype}), on ${model.adapterName}.`,
+      about:
+        `Model: ${
+          args.model ?? "ahead-code (the default)"
+        } (${c.nLayers} layers, d${c.dModel}, ${c.nFuture} heads` +
+        `${c.nFuture > 1 ? ` (${c.headKind})` : ""}, ${c.dtype}), on ${model.adapterName}.`,
     };
   }
   const model = await createModel(

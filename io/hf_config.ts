@@ -228,7 +228,7 @@ function readRope(
  */
 export function writeHfConfig(
   c: ModelConfig,
-  o: { modelType?: string; eosIds?: readonly number[]; bosId?: number } = {},
+  o: { modelType?: string; eosIds?: readonly number[]; bosId?: number; tokenizer?: "bytes" } = {},
 ): Record<string, unknown> {
   const modelType = o.modelType ?? (c.qkNorm ? "qwen3" : c.qkvBias && !c.oBias ? "qwen2" : "llama");
   const rope: Json = { rope_type: c.ropeScaling?.type ?? "default", rope_theta: c.ropeTheta };
@@ -272,6 +272,8 @@ export function writeHfConfig(
       qkvBias: c.qkvBias,
       oBias: c.oBias,
       qkNorm: c.qkNorm,
+      // A byte-level model has no tokenizer.json: the loader makes its byte tokenizer.
+      ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
     },
   };
 }

@@ -19,7 +19,7 @@ import {
   type TensorInfo,
   type TensorSource,
 } from "./safetensors.ts";
-import { loadTokenizer } from "./tokenizer.ts";
+import { byteTokenizer, loadTokenizer } from "./tokenizer.ts";
 
 /** How far a load is, for progress bars. */
 export interface LoadProgress {
@@ -343,6 +343,10 @@ export async function loadModel(
           );
         }
       }
+    }
+    const ahead = (configJson as { ahead?: { tokenizer?: unknown } }).ahead;
+    if (model.tokenizer === null && options.tokenizer !== false && ahead?.tokenizer === "bytes") {
+      model.tokenizer = byteTokenizer();
     }
     model.eosIds = [...eos].filter((id) => id < c.vocabSize);
     return model;

@@ -72,6 +72,7 @@ export async function saveModel(
     modelType: options.modelType,
     eosIds: model.eosIds,
     bosId: model.tokenizer?.bosId,
+    tokenizer: model.tokenizer?.source === "byteTokenizer()" ? "bytes" : undefined,
   });
   await writeAtomic(join(folder, "config.json"), JSON.stringify(config, null, 2) + "\n");
   const source = model.tokenizer?.source;

@@ -7,7 +7,10 @@
  *   text in the generations (so that a degenerate loop cannot pass for good heads);
  * - three sample generations.
  *
- *     deno run -A --unstable-webgpu tools/eval_model.ts --model DIR --heldout DIR [--json FILE]
+ *     deno run -A --unstable-webgpu tools/eval_model.ts --model DIR --heldout DIR [--window 512]
+ *       [--prompts 50] [--tokens 256] [--json FILE]
+ *
+ * Prompts (96 bytes) plus generated tokens stay within --window, the training sequence length.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     heldout: { type: "string" },
     prompts: { type: "string", default: "50" },
     tokens: { type: "string", default: "256" },
+    window: { type: "string", default: "512" },
     json: { type: "string" },
   },
 });
@@ -43,7 +47,8 @@ const texts = await Promise.all(files.map((f) => Deno.readTextFile(f)));
 const enc = new TextEncoder();
 
 // Teacher-forced loss and accuracy per head over windows of the held-out bytes.
-const window = 512;
+// Windows as long as the training sequences: positions past them were never trained.
+const window = Number(values.window);
 const nh = c.nFuture;
 const nll = new Array(nh).fill(0), hits = new Array(nh).fill(0), counts = new Array(nh).fill(0);
 let windows = 0;

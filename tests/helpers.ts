@@ -140,3 +140,66 @@ export function tensorsOf(model: Model, seed: number): Map<string, Float32Array>
   const f16 = model.config.dtype === "f16";
   return new Map([...randomTensors(model.tensorShapes(), { seed, f16 })].map(([n, d]) => [n, d]));
 }
+
+/** A device of our own whose buffers are tracked: `live` holds those not destroyed yet. */
+export interface WatchedDevice {
+  device: GPUDevice;
+  /** Buffers created and not destroyed, with their labels. */
+  live: Map<GPUBuffer, string>;
+  /** Validation and out-of-memory errors the device reported. */
+  errors: string[];
+  /** uncapturederror listeners added and not removed, other than ours. */
+  listeners: () => number;
+}
+
+/**
+ * Requests a device with the limits the model needs (what gpu/device.ts createGpu requests) and
+ * wraps its `createBuffer` on the instance, and each buffer's `destroy`, to count buffers.
+ */
+export async function watchedDevice(): Promise<WatchedDevice> {
+  const adapter = (await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }))!;
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures: (["shader-f16", "timestamp-query"] as GPUFeatureName[])
+      .filter((f) => adapter.features.has(f)),
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    },
+  });
+  const live = new Map<GPUBuffer, string>();
+  const errors: string[] = [];
+  const create = device.createBuffer.bind(device);
+  device.createBuffer = (descriptor: GPUBufferDescriptor) => {
+    const b = create(descriptor);
+    live.set(b, descriptor.label ?? "(no label)");
+    const destroy = b.destroy.bind(b);
+    b.destroy = () => {
+      live.delete(b);
+      destroy();
+    };
+    return b;
+  };
+  // Listeners others add (each model's Gpu adds one), so a test can see whether they go away.
+  const handlers = new Set<unknown>();
+  const add = device.addEventListener.bind(device);
+  const remove = device.removeEventListener.bind(device);
+  device.addEventListener = ((type: string, fn: unknown, o?: unknown) => {
+    if (type === "uncapturederror") handlers.add(fn);
+    // deno-lint-ignore no-explicit-any
+    add(type as any, fn as any, o as any);
+  }) as typeof device.addEventListener;
+  device.removeEventListener = ((type: string, fn: unknown, o?: unknown) => {
+    if (type === "uncapturederror") handlers.delete(fn);
+    // deno-lint-ignore no-explicit-any
+    remove(type as any, fn as any, o as any);
+  }) as typeof device.removeEventListener;
+  add("uncapturederror", (e) => {
+    errors.push((e as GPUUncapturedErrorEvent).error.message);
+  });
+  return { device, live, errors, listeners: () => handlers.size };
+}

@@ -9,6 +9,7 @@
  *
  *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]
  *
+ * --train measures training throughput instead (bench/train.ts).
  * --model measures a checkpoint loaded with loadModel (a Hugging Face folder, path or URL)
  * instead of the two random-weight models.
  * --quick swaps in small models, for a software GPU. --peers also runs the PyTorch peers on
@@ -39,9 +40,15 @@ const { values: args } = parseArgs({
     tokens: { type: "string", default: "512" },
     peers: { type: "boolean", default: false },
     model: { type: "string" },
+    train: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
+if (args.train) {
+  // Training throughput instead (bench/train.ts reads the same arguments).
+  await import("./train.ts");
+  Deno.exit(0);
+}
 if (args.help) {
   console.log(
     "Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]",

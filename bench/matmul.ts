@@ -37,6 +37,7 @@ import {
   trunk,
 } from "../internals.ts";
 import { timePasses } from "./timing.ts";
+import { type Fma, fmaPeak } from "./peak.ts";
 import { benchModels } from "./models.ts";
 
 const { values: args } = parseArgs({
@@ -77,76 +78,6 @@ function random(n: number, seed: number, scale = 1): Float32Array {
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-
-/**
- * The FMA kernel: long chains of independent vec4 fma per thread. It measures the f32 ceiling,
- * and it keeps the GPU busy right before each timed measurement: on the H200 a kernel timed
- * after the GPU sat idle (host syncs) ran up to 5x slower than the same kernel timed under
- * load (clocks ramp with load), which hid every difference between tiles.
- */
-interface Fma {
-  /** TFLOP/s: the best of three timed runs, each after ~0.3 s of load. */
-  peak: number;
-  /** Queues about `ms` milliseconds of FMA work, no wait: submit the work to time right after. */
-  burn(ms: number): void;
-  dispose(): void;
-}
-
-async function fma(gpu: Gpu): Promise<Fma> {
-  const dev = gpu.device;
-  const iters = quick ? 64 : 4096;
-  const groups = quick ? 16 : 8192;
-  const chains = Array.from({ length: 8 }, (_, i) => i);
-  const flopsPerDispatch = groups * 256 * iters * chains.length * 4 * 2;
-  const module = dev.createShaderModule({
-    code: `@group(0) @binding(0) var<storage, read_write> out: array<vec4f>;
-@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3u) {
-  let s = f32(g.x) * 1e-9;
-  ${
-      chains.map((i) => `var a${i} = vec4f(s + ${i}.0, s - ${i}.5, s * ${i}.25, s + 0.${i});`).join(
-        "\n  ",
-      )
-    }
-  let m = vec4f(0.99999);
-  let c = vec4f(1e-6);
-  for (var i = 0u; i < ${iters}u; i++) {
-    ${chains.map((i) => `a${i} = fma(a${i}, m, c);`).join("\n    ")}
-  }
-  out[g.x] = ${chains.map((i) => `a${i}`).join(" + ")};
-}`,
-  });
-  const pipe = dev.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const arena = gpu.arena("fma");
-  const out = arena.buffer("fma out", groups * 256 * 16, GPUBufferUsage.STORAGE);
-  const bg = dev.createBindGroup({
-    layout: pipe.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer: out } }],
-  });
-  const dispatch = (pass: GPUComputePassEncoder, n: number) => {
-    pass.setPipeline(pipe);
-    pass.setBindGroup(0, bg);
-    for (let i = 0; i < n; i++) pass.dispatchWorkgroups(groups);
-  };
-  let msPerDispatch = 10;
-  const burn = (ms: number) => {
-    const enc = dev.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    dispatch(pass, Math.max(1, Math.ceil(ms / msPerDispatch)));
-    pass.end();
-    dev.queue.submit([enc.finish()]);
-  };
-  let peak = 0;
-  for (let round = 0; round < 3; round++) {
-    burn(300);
-    const { medianNs } = await timePasses(gpu, 7, (pass) => dispatch(pass, 1));
-    peak = Math.max(peak, flopsPerDispatch / medianNs / 1e3);
-    msPerDispatch = flopsPerDispatch / (peak * 1e9);
-  }
-  return { peak, burn, dispose: () => arena.dispose() };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The sweep (new kernels only: imported when used, so --prefill-only runs on an older checkout)
@@ -564,7 +495,7 @@ const result: Record<string, unknown> = {
 };
 let peak = 0;
 if (!args["prefill-only"]) {
-  const load = await fma(gpu);
+  const load = await fmaPeak(gpu, { quick });
   peak = load.peak;
   console.log(`f32 FMA peak (measured): ${peak.toFixed(2)} TFLOP/s`);
   const mm: MM = await import("../kernels/matmul.ts");

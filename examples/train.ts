@@ -150,10 +150,13 @@ if (import.meta.main) {
     if (args.resume) model = await loadModel(args.resume, { dtype: "f32", onWarning: () => {} });
     else if (args.model) {
       const base = await loadModel(args.model, { dtype: "f32", onWarning: () => {} });
-      // A model with heads: the loaded trunk's tensors, heads added with random weights.
+      // A model with heads: the loaded trunk's tensors, and new heads initialised for training
+      // (norms 1, residual-writing projections small, so each starts near the trunk's own
+      // next-token prediction).
       model = await createModel({ ...base.config, nFuture: args.heads, headKind: "transformer" }, {
         seed: args.seed,
       });
+      initForTraining(model, args.seed);
       for (const [name] of base.tensorShapes()) model.setTensor(name, await base.getTensor(name));
       base.dispose();
     } else {

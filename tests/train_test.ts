@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { byteTokenizer, createModel, InvalidInputError, loadModel, type Model } from "../mod.ts";
 import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
 import { encode } from "../kernels/dispatch.ts";
@@ -167,6 +168,52 @@ Deno.test("a tiny model overfits a short text to near-zero loss, every head", as
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("heads-only training (trainTrunk: false) leaves every trunk tensor bit-identical and teaches the heads", async () => {
+  const text = "const answer = compute(41) + 1;\nexport default answer;\n".repeat(8);
+  const stream = new TextEncoder().encode(text);
+  const o = { batch: 4, seqLen: 24, nFuture: 3, seed: 2 };
+  const model = await createModel({ ...TINY, vocabSize: 256, dModel: 32, nFuture: 3 }, {
+    seed: 3,
+  });
+  const before = new Map<string, Uint8Array>();
+  for (const [name] of model.tensorShapes()) {
+    before.set(name, (await model.getTensor(name)).bytes.slice());
+  }
+  const program = new TrainProgram(model, {
+    batch: o.batch,
+    seqLen: o.seqLen,
+    trainTrunk: false,
+    optimizer: {
+      schedule: { maxLr: 1e-2, minLr: 1e-3, warmupSteps: 5, totalSteps: 120 },
+      maxNorm: 1,
+    },
+  });
+  try {
+    const batchAt = batchSampler(Uint32Array.from(stream), o);
+    const probe = [batchAt(1000)];
+    const start = await evaluate(program, probe);
+    const r = await trainSteps(program, { from: 0, to: 120, batchAt, logEvery: 40 });
+    assert.equal(r.stopped, "done");
+    const end = await evaluate(program, probe);
+    // Head 1 is the trunk's own next-token prediction: frozen, so its loss does not move.
+    assert.ok(Math.abs(end[0] - start[0]) < 1e-4, `head 1: ${start[0]} -> ${end[0]}`);
+    for (const j of [1, 2]) {
+      assert.ok(end[j] < start[j] - 0.5, `head ${j + 1}: ${start[j]} -> ${end[j]}`);
+    }
+    for (const [name] of model.tensorShapes()) {
+      const same = Buffer.compare(
+        Buffer.from((await model.getTensor(name)).bytes),
+        Buffer.from(before.get(name)!),
+      ) === 0;
+      if (name.startsWith("mtp_heads.")) assert.ok(!same, `${name} did not change`);
+      else assert.ok(same, `${name} changed, though the trunk is frozen`);
+    }
+  } finally {
+    program.dispose();
+    model.dispose();
   }
 });
 

@@ -1,12 +1,16 @@
 /**
  * Trains a multi-token model on text: from scratch (trunk and heads together), or heads only on
- * a frozen trunk loaded from a Hugging Face folder (Medusa-1 style). Byte-level by default: the
- * vocabulary is the 256 bytes, so no tokenizer has to be trained or shipped, code keeps its exact
- * whitespace, and Meta's byte-level model is where multi-token prediction paid off most.
+ * a frozen trunk loaded from a Hugging Face folder (Medusa-1 style). From scratch is byte-level:
+ * the vocabulary is the 256 bytes, so no tokenizer has to be trained or shipped, code keeps its
+ * exact whitespace, and Meta's byte-level model is where multi-token prediction paid off most.
+ * Heads only uses the loaded model's own tokenizer.json. With --distil the heads learn from the
+ * trunk's own greedy continuations of prompts cut from the data (Medusa's self-distillation, for
+ * models whose training data are unknown) rather than from the text itself.
  *
  *     deno task train --data data/corpus/train --heldout data/corpus/heldout --out models/run1
  *     deno task train --resume models/run1 --steps 4000          # continue a run
  *     deno task train --model DIR --heads-only --heads 4 --data ... --out DIR2
+ *     deno task train --model DIR --heads-only --distil 2000 --data ... --out DIR3   # self-distil
  *
  * Shows a progress bar (loss per head, tokens/s, ETA) on stderr, evaluates the held-out loss,
  * and writes a checkpoint (model + optimizer state) every --checkpoint-every steps and at the
@@ -17,12 +21,21 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { z } from "zod";
-import { byteTokenizer, createModel, loadModel, type Model } from "../mod.ts";
+import {
+  byteTokenizer,
+  complete,
+  createModel,
+  InvalidInputError,
+  loadModel,
+  type Model,
+  type Tokenizer,
+} from "../mod.ts";
 import { TrainProgram } from "../train/program.ts";
 import { batchSampler, heldoutBatches, loadCorpus } from "../train/data.ts";
 import { evaluate, trainSteps } from "../train/trainer.ts";
 import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
 import { initForTraining } from "../train/init.ts";
+import { distilledStream } from "../train/distil.ts";
 
 const HELP = `Usage: deno task train [options]
 
@@ -38,6 +51,10 @@ Model (from scratch):
 Heads only:
   --model DIR            a Hugging Face folder whose trunk stays frozen
   --heads-only           train only heads 2..n
+  --distil N             self-distil: train the heads on N continuations that the frozen trunk
+                         generates greedily from prompts cut from --data (default 0: real text)
+  --distil-prompt N      tokens of real text per prompt (default 64)
+  --distil-tokens N      tokens generated per prompt (default --seq-len minus the prompt)
 Optimization:
   --steps N --batch N --lr X --min-lr X --warmup N --weight-decay X --clip X --seed N
   --log-every N --eval-every N --checkpoint-every N --time-limit SECONDS
@@ -66,6 +83,9 @@ const Args = z.object({
   seqLen: int("--seq-len", 2),
   model: z.string().optional(),
   headsOnly: z.boolean(),
+  distil: int("--distil", 0),
+  distilPrompt: int("--distil-prompt"),
+  distilTokens: int("--distil-tokens").optional(),
   steps: int("--steps"),
   batch: int("--batch"),
   lr: num("--lr"),
@@ -79,6 +99,27 @@ const Args = z.object({
   checkpointEvery: int("--checkpoint-every"),
   timeLimit: num("--time-limit").optional(),
 });
+
+/** The tokenizer to train with: the model's own (tokenizer.json), or bytes for a 256-id model. */
+function tokenizerOf(m: Model, where: string): Tokenizer {
+  if (m.tokenizer) return m.tokenizer;
+  if (m.config.vocabSize === 256) return byteTokenizer();
+  throw new InvalidInputError(
+    `${where} has no tokenizer.json and ${m.config.vocabSize} ids, so its text cannot be ` +
+      `encoded: copy the model's tokenizer.json into the folder`,
+  );
+}
+
+/** Identifies a tokenizer across copies of its files: its size and the ids of a probe text. */
+function fingerprint(t: Tokenizer): string {
+  if (t.source === byteTokenizer().source) return "bytes";
+  const ids = t.encode("function f(x) { return x * 2; } // héllo, 世界\n", {
+    addSpecialTokens: false,
+  });
+  let h = 0x811c9dc5;
+  for (const id of ids) h = Math.imul(h ^ id, 0x01000193) >>> 0;
+  return `${t.vocabSize} ids, probe ${h.toString(16)}`;
+}
 
 function parse(argv: string[]) {
   const { values } = parseArgs({
@@ -97,6 +138,9 @@ function parse(argv: string[]) {
       "seq-len": { type: "string", default: "256" },
       model: { type: "string" },
       "heads-only": { type: "boolean", default: false },
+      distil: { type: "string", default: "0" },
+      "distil-prompt": { type: "string", default: "64" },
+      "distil-tokens": { type: "string" },
       steps: { type: "string", default: "2000" },
       batch: { type: "string", default: "16" },
       lr: { type: "string", default: "3e-3" },
@@ -134,22 +178,28 @@ function parse(argv: string[]) {
   if (!a.data && !a.resume) fail("--data is required (or --resume a checkpoint)");
   if (!a.out && !a.resume) fail("--out is required (or --resume a checkpoint)");
   if (a.headsOnly && !a.model && !a.resume) fail("--heads-only needs --model (the frozen trunk)");
+  if (a.distil > 0 && !a.headsOnly) {
+    fail("--distil needs --heads-only: a trunk that is still learning cannot teach its heads");
+  }
   return a;
 }
 
 if (import.meta.main) {
   const args = parse(Deno.args);
   const out = args.out ?? args.resume!;
-  const tok = byteTokenizer();
+  let tok: Tokenizer = byteTokenizer();
   let model: Model | null = null;
   try {
     const runInfoFile = args.resume ? join(args.resume, "run.json") : null;
     const saved = runInfoFile ? JSON.parse(await Deno.readTextFile(runInfoFile)) : null;
     const data = args.data ?? saved?.data;
     const heldout = args.heldout ?? saved?.heldout;
-    if (args.resume) model = await loadModel(args.resume, { dtype: "f32", onWarning: () => {} });
-    else if (args.model) {
+    if (args.resume) {
+      model = await loadModel(args.resume, { dtype: "f32", onWarning: () => {} });
+      tok = tokenizerOf(model, args.resume);
+    } else if (args.model) {
       const base = await loadModel(args.model, { dtype: "f32", onWarning: () => {} });
+      tok = tokenizerOf(base, args.model);
       // A model with heads: the loaded trunk's tensors, and new heads initialised for training
       // (norms 1, residual-writing projections small, so each starts near the trunk's own
       // next-token prediction).
@@ -157,7 +207,12 @@ if (import.meta.main) {
         seed: args.seed,
       });
       initForTraining(model, args.seed);
-      for (const [name] of base.tensorShapes()) model.setTensor(name, await base.getTensor(name));
+      const wanted = new Set([...model.tensorShapes()].map(([name]) => name));
+      for (const [name] of base.tensorShapes()) {
+        if (wanted.has(name) && !name.startsWith("mtp_heads.")) {
+          model.setTensor(name, await base.getTensor(name));
+        }
+      }
       base.dispose();
     } else {
       model = await createModel({
@@ -174,11 +229,51 @@ if (import.meta.main) {
       }, { seed: args.seed });
       initForTraining(model, args.seed);
     }
+    const bytes = tok.source === byteTokenizer().source;
+    const separator = bytes ? 0 : tok.eosIds[0] ?? model.eosIds[0] ?? 0;
+    const tokenizerId = fingerprint(tok);
     model.tokenizer = tok;
-    model.eosIds = [0];
+    if (bytes) model.eosIds = [0];
     const c = model.config;
-    const corpus = await loadCorpus(tok, { train: data, heldout, separator: 0 });
+    const corpus = await loadCorpus(tok, { train: data, heldout, separator });
     const seqLen = saved?.seqLen ?? args.seqLen;
+    // A resumed run regenerates the same continuations: same seed, same frozen trunk.
+    const distil = saved?.distil ?? (args.distil > 0
+      ? {
+        samples: args.distil,
+        promptLen: args.distilPrompt,
+        tokens: args.distilTokens ?? Math.max(1, seqLen - args.distilPrompt),
+        seed: args.seed,
+      }
+      : null);
+    if (distil) {
+      const limit = c.maxSeqLen - distil.promptLen;
+      if (distil.tokens > limit) {
+        throw new Error(
+          `--distil-tokens ${distil.tokens} plus the prompt exceed the model's maxSeqLen ` +
+            `${c.maxSeqLen}: give at most ${limit}`,
+        );
+      }
+      const t0 = performance.now();
+      const m = model;
+      corpus.train = await distilledStream(
+        corpus.train,
+        {
+          ...distil,
+          separator,
+          onProgress: (done, generated) => {
+            const s = (performance.now() - t0) / 1000;
+            const eta = (distil.samples - done) * s / done;
+            Deno.stderr.writeSync(new TextEncoder().encode(
+              `\rself-distillation: ${done}/${distil.samples} continuations, ` +
+                `${(generated / s).toFixed(0)} tok/s, ETA ${eta.toFixed(0)} s\x1b[K`,
+            ));
+          },
+        },
+        async (p) => (await complete(m, p, { maxTokens: distil.tokens, ignoreEos: true })).tokens,
+      );
+      console.error(`\nself-distillation: ${corpus.train.length} tokens to train the heads on`);
+    }
     const batch = saved?.batch ?? args.batch;
     const totalSteps = args.steps;
     // A resumed run keeps its hyperparameters; --steps sets where it ends.
@@ -207,7 +302,7 @@ if (import.meta.main) {
     });
     let from = 0;
     if (args.resume) {
-      from = (await restoreOptimizer(program, args.resume, { tokenizer: "bytes" })).step;
+      from = (await restoreOptimizer(program, args.resume, { tokenizer: tokenizerId })).step;
     }
     const o = { batch, seqLen, nFuture: c.nFuture, seed: args.seed };
     const batchAt = batchSampler(corpus.train, o);
@@ -231,6 +326,7 @@ if (import.meta.main) {
       batch,
       optimizer: opt,
       headsOnly: args.headsOnly || !!saved?.headsOnly,
+      distil,
       command: `deno task train ${Deno.args.join(" ")}`,
       history,
     };
@@ -239,7 +335,7 @@ if (import.meta.main) {
       if (h) {
         history.push({ step, train: history.at(-1)?.train ?? [], heldout: h, tokensPerSecond: 0 });
       }
-      await saveCheckpoint(program, out, { step, tokenizer: "bytes" });
+      await saveCheckpoint(program, out, { step, tokenizer: tokenizerId });
       await Deno.writeTextFile(join(out, "run.json"), JSON.stringify(runJson, null, 2) + "\n");
       if (h) {
         console.error(

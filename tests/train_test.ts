@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { byteTokenizer, createModel, InvalidInputError, loadModel, type Model } from "../mod.ts";
+import {
+  byteTokenizer,
+  complete,
+  createModel,
+  InvalidInputError,
+  loadModel,
+  type Model,
+} from "../mod.ts";
+import { distilledStream, promptStarts } from "../train/distil.ts";
 import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
 import { encode } from "../kernels/dispatch.ts";
 import { referenceForward } from "../heads/reference.ts";
@@ -217,6 +225,46 @@ Deno.test("heads-only training (trainTrunk: false) leaves every trunk tensor bit
   }
 });
 
+Deno.test("self-distillation data: real prompts, each continued by the model's own greedy tokens", async () => {
+  const model = await createModel({ ...TINY, vocabSize: 256, dModel: 32, nFuture: 2 }, {
+    seed: 5,
+  });
+  try {
+    const source = Uint32Array.from({ length: 300 }, (_, i) => 32 + ((i * 7) % 90));
+    const o = { samples: 3, promptLen: 5, tokens: 7, seed: 11, separator: 0 };
+    const progress: number[] = [];
+    const cont = async (p: number[]) =>
+      (await complete(model, p, { maxTokens: o.tokens, ignoreEos: true })).tokens;
+    const stream = await distilledStream(
+      source,
+      { ...o, onProgress: (d) => progress.push(d) },
+      cont,
+    );
+    assert.deepEqual(progress, [1, 2, 3]);
+    assert.equal(stream.length, 3 * (5 + 7 + 1));
+    const starts = promptStarts(source.length, o);
+    assert.equal(new Set(starts).size, 3, `starts ${starts}`);
+    for (const [i, s] of starts.entries()) {
+      const sample = Array.from(stream.subarray(i * 13, (i + 1) * 13));
+      const prompt = Array.from(source.subarray(s, s + 5));
+      assert.deepEqual(sample.slice(0, 5), prompt);
+      assert.deepEqual(sample.slice(5, 12), await cont(prompt), `sample ${i}`);
+      assert.equal(sample[12], 0);
+    }
+    assert.deepEqual(await distilledStream(source, o, cont), stream, "seeded: the same again");
+    await assert.rejects(
+      () => distilledStream(source.subarray(0, 4), o, cont),
+      InvalidInputError,
+    );
+    await assert.rejects(
+      () => distilledStream(source, { ...o, samples: 0 }, cont),
+      /samples must be an integer >= 1/,
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
 Deno.test("a learning rate that makes the loss explode stops training at a NaN without applying it", async () => {
   const model = await createModel({ ...TINY, nFuture: 1 }, { seed: 2 });
   const program = new TrainProgram(model, {
@@ -337,3 +385,98 @@ Deno.test("resuming from a checkpoint continues exactly where the run stopped (s
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task train --heads-only --distil on a Hugging Face folder with a BPE tokenizer, then --resume", async () => {
+  const dir = await Deno.makeTempDir();
+  const fixture = new URL("./fixtures/", import.meta.url).pathname;
+  const train = async (...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-webgpu",
+        new URL("../examples/train.ts", import.meta.url).pathname,
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+  };
+  try {
+    const hf = `${dir}/hf`;
+    await Deno.mkdir(hf);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(`${fixture}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
+    }
+    await Deno.writeTextFile(
+      `${dir}/a.js`,
+      "export function twice(x) {\n  return 2 * x;\n}\n".repeat(20),
+    );
+    // Without tokenizer.json a 648-id model's text cannot be encoded: a clear error.
+    const common = ["--data", `${dir}/a.js`, "--heldout", `${dir}/a.js`, "--model", hf];
+    const small = [
+      "--seq-len",
+      "24",
+      "--batch",
+      "2",
+      "--log-every",
+      "2",
+      "--checkpoint-every",
+      "2",
+    ];
+    const noTok = await train(
+      ...common,
+      "--heads-only",
+      "--out",
+      `${dir}/x`,
+      "--steps",
+      "2",
+      ...small,
+    );
+    assert.equal(noTok.code, 1, noTok.err);
+    assert.match(noTok.err, /no tokenizer\.json and 648 ids/);
+    const notHeadsOnly = await train(...common, "--distil", "3", "--out", `${dir}/x`);
+    assert.equal(notHeadsOnly.code, 2);
+    assert.match(notHeadsOnly.err, /--distil needs --heads-only/);
+    await assertMissing(`${dir}/x`);
+
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${fixture}tokenizers/byte_level_bpe/${f}`, `${hf}/${f}`);
+    }
+    const out = `${dir}/heads`;
+    const args = ["--heads-only", "--heads", "3", "--distil", "3", "--distil-prompt", "6"];
+    const r = await train(...common, ...args, "--out", out, "--steps", "4", ...small);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /self-distillation: 3\/3 continuations/);
+    // 3 samples of 6 prompt tokens, 18 generated (seq-len minus the prompt) and a separator.
+    assert.match(r.err, /self-distillation: 75 tokens to train the heads on/);
+    const run = JSON.parse(await Deno.readTextFile(`${out}/run.json`));
+    assert.deepEqual(run.distil, { samples: 3, promptLen: 6, tokens: 18, seed: 0 });
+    const resumed = await train("--resume", out, "--steps", "6");
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, /steps 4\.\.6/);
+    const base = await loadModel(hf);
+    const trained = await loadModel(out);
+    try {
+      assert.ok(trained.tokenizer, "the tokenizer travels with the checkpoint");
+      assert.equal(trained.config.nFuture, 3);
+      for (const [name] of base.tensorShapes()) {
+        assert.deepEqual(
+          (await trained.getTensor(name)).bytes,
+          (await base.getTensor(name)).bytes,
+          `${name}: the trunk is frozen`,
+        );
+      }
+    } finally {
+      base.dispose();
+      trained.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function assertMissing(path: string) {
+  await assert.rejects(() => Deno.stat(path), Deno.errors.NotFound, `${path} exists`);
+}

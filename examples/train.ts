@@ -47,6 +47,8 @@ Data and output:
 Model (from scratch):
   --d-model N --layers N --n-heads N --kv-heads N --d-ff N   (default 256, 6, 8, 4, 768)
   --heads N              output heads, next-token head included (default 4)
+  --head-kind K          transformer (a layer per head, Meta's) or medusa (a ResBlock per head)
+  --own-unembedding      medusa: each head its own unembedding (heads only: a copy of lm_head)
   --seq-len N            tokens per sequence (default 256)
 Heads only:
   --model DIR            a Hugging Face folder whose trunk stays frozen
@@ -80,6 +82,10 @@ const Args = z.object({
   kvHeads: int("--kv-heads"),
   dFf: int("--d-ff", 8),
   heads: int("--heads"),
+  headKind: z.enum(["transformer", "medusa"], {
+    error: "--head-kind must be transformer or medusa",
+  }),
+  ownUnembedding: z.boolean(),
   seqLen: int("--seq-len", 2),
   model: z.string().optional(),
   headsOnly: z.boolean(),
@@ -135,6 +141,8 @@ function parse(argv: string[]) {
       "kv-heads": { type: "string", default: "4" },
       "d-ff": { type: "string", default: "768" },
       heads: { type: "string", default: "4" },
+      "head-kind": { type: "string", default: "transformer" },
+      "own-unembedding": { type: "boolean", default: false },
       "seq-len": { type: "string", default: "256" },
       model: { type: "string" },
       "heads-only": { type: "boolean", default: false },
@@ -178,6 +186,9 @@ function parse(argv: string[]) {
   if (!a.data && !a.resume) fail("--data is required (or --resume a checkpoint)");
   if (!a.out && !a.resume) fail("--out is required (or --resume a checkpoint)");
   if (a.headsOnly && !a.model && !a.resume) fail("--heads-only needs --model (the frozen trunk)");
+  if (a.ownUnembedding && a.headKind !== "medusa") {
+    fail("--own-unembedding is for --head-kind medusa");
+  }
   if (a.distil > 0 && !a.headsOnly) {
     fail("--distil needs --heads-only: a trunk that is still learning cannot teach its heads");
   }
@@ -203,14 +214,26 @@ if (import.meta.main) {
       // A model with heads: the loaded trunk's tensors, and new heads initialised for training
       // (norms 1, residual-writing projections small, so each starts near the trunk's own
       // next-token prediction).
-      model = await createModel({ ...base.config, nFuture: args.heads, headKind: "transformer" }, {
-        seed: args.seed,
-      });
+      model = await createModel({
+        ...base.config,
+        nFuture: args.heads,
+        headKind: args.headKind,
+        headsOwnUnembedding: args.ownUnembedding,
+      }, { seed: args.seed });
       initForTraining(model, args.seed);
       const wanted = new Set([...model.tensorShapes()].map(([name]) => name));
       for (const [name] of base.tensorShapes()) {
-        if (wanted.has(name) && !name.startsWith("mtp_heads.")) {
+        if (wanted.has(name) && !/^(mtp_heads|medusa_head)\./.test(name)) {
           model.setTensor(name, await base.getTensor(name));
+        }
+      }
+      if (args.ownUnembedding) {
+        // Medusa's recipe: each head's unembedding starts as a copy of the trunk's.
+        const lmHead = await base.getTensor(
+          base.config.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+        );
+        for (let j = 0; j < args.heads - 1; j++) {
+          model.setTensor(`medusa_head.${j}.1.weight`, lmHead);
         }
       }
       base.dispose();
@@ -224,6 +247,8 @@ if (import.meta.main) {
         dFF: args.dFf,
         maxSeqLen: Math.max(2048, args.seqLen),
         nFuture: args.heads,
+        headKind: args.headKind,
+        headsOwnUnembedding: args.ownUnembedding,
         tieEmbeddings: true,
         dtype: "f32",
       }, { seed: args.seed });

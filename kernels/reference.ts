@@ -57,6 +57,21 @@ export function silu(v: number): number {
   return v / (1 + Math.exp(-v));
 }
 
+/** out[r, i] = res[r, i] + silu(x[r, offset + i]), x's rows `stride` apart (Medusa's ResBlock). */
+export function siluResidualRef(
+  x: ArrayLike<number>,
+  res: ArrayLike<number>,
+  n: number,
+  stride = n,
+  offset = 0,
+): Float64Array {
+  const out = new Float64Array(res.length);
+  for (let r = 0; r < res.length / n; r++) {
+    for (let i = 0; i < n; i++) out[r * n + i] = res[r * n + i] + silu(x[r * stride + offset + i]);
+  }
+  return out;
+}
+
 /** out[r, i] = silu(gu[r, i]) * gu[r, n + i]. */
 export function swigluRef(gu: ArrayLike<number>, n: number): Float64Array {
   const rows = gu.length / (2 * n);
@@ -217,3 +232,4 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   }
   return Math.sqrt(num) / Math.sqrt(den);
 }
+

@@ -77,6 +77,28 @@ export function qkNormBackwardRef(
 }
 
 /**
+ * Backward of `siluResidualRef`'s silu: dx[r, offset + i] = dy[r, i] silu'(x[r, offset + i]),
+ * other columns of dx 0 (the residual's gradient is dy itself).
+ */
+export function siluBackwardRef(
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  n: number,
+  stride = n,
+  offset = 0,
+): Float64Array {
+  const dx = new Float64Array(x.length);
+  for (let r = 0; r < dy.length / n; r++) {
+    for (let i = 0; i < n; i++) {
+      const v = x[r * stride + offset + i];
+      const sig = 1 / (1 + Math.exp(-v));
+      dx[r * stride + offset + i] = dy[r * n + i] * sig * (1 + v * (1 - sig));
+    }
+  }
+  return dx;
+}
+
+/**
  * Backward of `swigluRef` (out = silu(g) u): dg = dout u silu'(g) with
  * silu'(g) = sigma(g) (1 + g (1 - sigma(g))), du = dout silu(g).
  */

@@ -5,6 +5,8 @@ import { type Dispatch, run } from "../kernels/dispatch.ts";
 import { rmsnormBackward } from "../kernels/rmsnorm_backward.ts";
 import { qkNormBackward } from "../kernels/qk_norm_backward.ts";
 import { swigluBackward } from "../kernels/swiglu_backward.ts";
+import { siluResidual } from "../kernels/silu_residual.ts";
+import { siluBackward } from "../kernels/silu_backward.ts";
 import { ropeBackward } from "../kernels/rope_backward.ts";
 import { embedBackward, embedBackwardPlan } from "../kernels/embed_backward.ts";
 import { crossEntropy, IGNORE_TARGET } from "../kernels/cross_entropy.ts";
@@ -17,6 +19,7 @@ import {
   relativeError,
   rmsnormRef,
   ropeRef,
+  siluResidualRef,
   swigluRef,
 } from "../kernels/reference.ts";
 import {
@@ -26,6 +29,7 @@ import {
   qkNormBackwardRef,
   rmsnormBackwardRef,
   ropeBackwardRef,
+  siluBackwardRef,
   swigluBackwardRef,
 } from "../kernels/reference_backward.ts";
 import { NO_TOKEN } from "../kernels/state.ts";
@@ -125,6 +129,20 @@ Deno.test("swigluBackwardRef() matches finite differences of swigluRef()", () =>
     numericGradient((v) => dot(dout, swigluRef(v, n)), gu),
     "dgu",
   );
+});
+
+Deno.test("siluBackwardRef() matches finite differences of siluResidualRef() on a column window", () => {
+  const rows = 3, n = 4, stride = 11, offset = 5;
+  const x = random64(rows * stride, 31, 4),
+    res = random64(rows * n, 32),
+    dy = random64(rows * n, 33);
+  const got = siluBackwardRef(x, dy, n, stride, offset);
+  assertFd(
+    got,
+    numericGradient((v) => dot(dy, siluResidualRef(v, res, n, stride, offset)), x),
+    "dx",
+  );
+  assert.equal(got[0], 0, "columns outside the window get no gradient");
 });
 
 for (const scaling of [null, TINY_LLAMA3]) {
@@ -273,6 +291,37 @@ Deno.test("swigluBackward() matches the CPU reference, finite for gates of +-100
   const dgu = poisoned(a, rows * 2 * n);
   run(a.gpu, swigluBackward(a, { gu: f32(a, gu), dout: f32(a, dout), dgu, rows, n }), "t");
   assertClose(await readF32(a, dgu, rows * 2 * n), swigluBackwardRef(gu, dout, n), F32_TOL, "dgu");
+});
+
+Deno.test("siluResidual() and siluBackward() match the CPU references on each head's columns, finite at +-100", async () => {
+  const a = await testArena();
+  const rows = 7, n = 131, heads = 3, stride = heads * n;
+  const x = randomArray(rows * stride, 34, 4);
+  x[n] = 100;
+  x[n + 1] = -100;
+  const res = randomArray(rows * n, 35), dy = randomArray(rows * n, 36);
+  const xT = f32(a, x), resT = f32(a, res), dyT = f32(a, dy);
+  const dx = f32(a, new Float32Array(rows * stride));
+  let want: Float64Array = new Float64Array(rows * stride);
+  for (let j = 0; j < heads; j++) {
+    const out = poisoned(a, rows * n);
+    const offset = j * n;
+    run(a.gpu, siluResidual(a, { x: xT, res: resT, out, rows, n, stride, offset }), "fwd");
+    assertClose(
+      await readF32(a, out, rows * n),
+      siluResidualRef(x, res, n, stride, offset),
+      F32_TOL,
+      `out, head ${j}`,
+    );
+    run(a.gpu, siluBackward(a, { x: xT, dy: dyT, dx, rows, n, stride, offset }), "bwd");
+    want = plus(want, siluBackwardRef(x, dy, n, stride, offset));
+  }
+  // Each launch wrote only its head's columns; together they fill the stacked gradient.
+  assertClose(await readF32(a, dx, rows * stride), want, F32_TOL, "dx");
+  assert.throws(
+    () => siluResidual(a, { x: xT, res: resT, out: resT, rows, n, stride, offset: 2 * n + 1 }),
+    /columns 263\.\.394 exceed rows of 393/,
+  );
 });
 
 for (const scaling of [null, TINY_LLAMA3, { type: "linear", factor: 4 } as const]) {
@@ -553,6 +602,16 @@ Deno.test("every backward kernel writes nothing when its done flag is set", asyn
         eps: EPS,
         done,
       })],
+    [
+      "silu_backward",
+      poisoned(a, 32),
+      (dx) => siluBackward(a, { x, dy: x, dx, rows: 2, n: 16, done }),
+    ],
+    [
+      "silu_residual",
+      poisoned(a, 32),
+      (out) => siluResidual(a, { x, res: x, out, rows: 2, n: 16, done }),
+    ],
     [
       "swiglu",
       poisoned(a, 64),

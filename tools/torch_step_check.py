@@ -1,11 +1,13 @@
 """One whole training step of ahead against PyTorch (GPU machine only; the library never needs
 Python). tools/train_step_dump.ts writes a model before the step, the batch, every gradient of
 ahead's step and the model after its AdamW update; this script rebuilds the same model in
-PyTorch (written out here: Llama trunk, transformer heads on the shared final norm and tied
-unembedding), computes the loss (the sum of the heads' mean cross-entropies), the gradients with
+PyTorch (written out here: Llama trunk, with Qwen2's q/k/v and o biases or Qwen3's per-head q/k
+norms when the config has them; transformer heads on the shared final norm and tied
+unembedding, or Medusa heads u = RMSNorm(h), v_j = u + silu(u W_j^T + b_j) on the shared or
+each head's own unembedding), computes the loss (the sum of the heads' mean cross-entropies), the gradients with
 autograd and the update with torch.optim.AdamW and clip_grad_norm_, in float64, and compares.
 
-    deno run -A --unstable-webgpu tools/train_step_dump.ts --out DIR
+    deno run -A --unstable-webgpu tools/train_step_dump.ts --out DIR [--head-kind medusa [--own-unembedding]]
     python3 tools/torch_step_check.py DIR [--json FILE]
 
 Bounds (ahead computes in f32): loss relative error < 1e-5, each gradient < 1e-4, each weight's
@@ -37,6 +39,9 @@ NH, NKV, HD = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_
 FF, L, EPS = cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["rms_norm_eps"]
 THETA = cfg["rope_parameters"]["rope_theta"]
 NF = cfg["ahead"]["nFuture"]
+KIND = cfg["ahead"].get("headKind", "transformer")
+OWN = cfg["ahead"].get("headsOwnUnembedding", False)
+QKV_BIAS, O_BIAS, QK_NORM = (cfg["ahead"].get(k, False) for k in ("qkvBias", "oBias", "qkNorm"))
 B, T = batch["batch"], batch["seqLen"]
 P = {k: v.double().to(dev).requires_grad_() for k, v in before.items()}
 ids = torch.tensor(batch["ids"], device=dev).view(B, T)
@@ -59,14 +64,17 @@ def rope(x):  # x [B, T, heads, HD]; rotate_half pairs i and i + HD/2
 def layer(x, pre):
     w = lambda n: P[f"{pre}.{n}"]
     h = rms(x, w("input_layernorm.weight"))
-    q = rope((h @ w("self_attn.q_proj.weight").T).view(B, T, NH, HD))
-    k = rope((h @ w("self_attn.k_proj.weight").T).view(B, T, NKV, HD))
-    v = (h @ w("self_attn.v_proj.weight").T).view(B, T, NKV, HD)
+    proj = lambda n: h @ w(f"self_attn.{n}_proj.weight").T + (w(f"self_attn.{n}_proj.bias") if QKV_BIAS else 0)
+    q, k = proj("q").view(B, T, NH, HD), proj("k").view(B, T, NKV, HD)
+    if QK_NORM:
+        q, k = rms(q, w("self_attn.q_norm.weight")), rms(k, w("self_attn.k_norm.weight"))
+    q, k = rope(q), rope(k)
+    v = proj("v").view(B, T, NKV, HD)
     k, v = (t.repeat_interleave(NH // NKV, dim=2) for t in (k, v))
     s = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(HD)
     s = s.masked_fill(torch.ones(T, T, device=dev, dtype=torch.bool).triu(1), float("-inf"))
     o = torch.einsum("bhts,bshd->bthd", s.softmax(-1), v).reshape(B, T, NH * HD)
-    x = x + o @ w("self_attn.o_proj.weight").T
+    x = x + o @ w("self_attn.o_proj.weight").T + (w("self_attn.o_proj.bias") if O_BIAS else 0)
     h = rms(x, w("post_attention_layernorm.weight"))
     return x + (F.silu(h @ w("mlp.gate_proj.weight").T) * (h @ w("mlp.up_proj.weight").T)) @ w("mlp.down_proj.weight").T
 
@@ -75,9 +83,16 @@ lm = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_hea
 H = P["model.embed_tokens.weight"][ids]
 for l in range(L):
     H = layer(H, f"model.layers.{l}")
-outs = [H] + [layer(H, f"mtp_heads.{j}") for j in range(NF - 1)]
-losses = [F.cross_entropy((rms(z, P["model.norm.weight"]) @ lm.T).reshape(B * T, V), targets[j])
-          for j, z in enumerate(outs)]
+if KIND == "medusa":
+    u = rms(H, P["model.norm.weight"])
+    logits = [u @ lm.T]
+    for j in range(NF - 1):
+        v = u + F.silu(u @ P[f"medusa_head.{j}.0.linear.weight"].T + P[f"medusa_head.{j}.0.linear.bias"])
+        logits.append(v @ (P[f"medusa_head.{j}.1.weight"] if OWN else lm).T)
+else:
+    outs = [H] + [layer(H, f"mtp_heads.{j}") for j in range(NF - 1)]
+    logits = [rms(z, P["model.norm.weight"]) @ lm.T for z in outs]
+losses = [F.cross_entropy(z.reshape(B * T, V), targets[j]) for j, z in enumerate(logits)]
 loss = sum(losses)
 loss.backward()
 
@@ -96,6 +111,15 @@ for name, g in ours.items():
     if name.endswith(".self_attn.qkv"):
         pre = name[: -len("qkv")]
         want = torch.cat([P[pre + f"{x}_proj.weight"].grad.flatten() for x in "qkv"])
+    elif name.endswith(".self_attn.qkv_bias"):
+        pre = name[: -len("qkv_bias")]
+        want = torch.cat([P[pre + f"{x}_proj.bias"].grad.flatten() for x in "qkv"])
+    elif name.endswith(".self_attn.qk_norm"):
+        pre = name[: -len("qk_norm")]
+        want = torch.cat([P[pre + f"{x}_norm.weight"].grad.flatten() for x in "qk"])
+    elif name in ("medusa_head.weight", "medusa_head.bias"):
+        suffix = "weight" if name.endswith("weight") else "bias"
+        want = torch.cat([P[f"medusa_head.{j}.0.linear.{suffix}"].grad.flatten() for j in range(NF - 1)])
     elif name.endswith(".mlp.gate_up"):
         pre = name[: -len("gate_up")]
         want = torch.cat([P[pre + f"{x}_proj.weight"].grad.flatten() for x in ("gate", "up")])
@@ -125,6 +149,8 @@ ok &= worst_w < 1e-5 and worst_d < 1e-3
 rows.append(("updated weights (worst tensor)", worst_w, 1e-5))
 rows.append(("weight changes (worst tensor)", worst_d, 1e-3))
 
+trunk = "qwen2 (q/k/v and o biases)" if QKV_BIAS else "qwen3 (q/k norms)" if QK_NORM else "llama"
+print(f"trunk: {trunk}; heads: {KIND}{' (own unembeddings)' if OWN else ''}")
 print(f"PyTorch {torch.__version__} float64 on {dev} ({torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'})")
 print("| quantity | relative error | bound |")
 print("| --- | ---: | ---: |")
@@ -132,5 +158,5 @@ for n, e, b in rows:
     print(f"| {n} | {e:.2e} | {b:.0e} |")
 print("all within bounds" if ok else "SOME OUT OF BOUNDS")
 if a.json:
-    json.dump({"torch": torch.__version__, "rows": rows, "ok": ok}, open(a.json, "w"), indent=2)
+    json.dump({"torch": torch.__version__, "trunk": trunk, "heads": KIND, "ownUnembedding": OWN, "rows": rows, "ok": ok}, open(a.json, "w"), indent=2)
 sys.exit(0 if ok else 1)

@@ -8,6 +8,11 @@
  * - OUT/after: the model after that step's AdamW update, and OUT/losses.json.
  *
  *     deno run -A --unstable-webgpu tools/train_step_dump.ts --out DIR
+ *       [--head-kind transformer|medusa] [--own-unembedding] [--trunk llama|qwen2|qwen3]
+ *
+ * `--trunk qwen2` gives the attention q/k/v and o biases, `qwen3` per-head q/k norms. Training's
+ * initialisation starts biases at 0, norms at 1 and Medusa's ResBlocks at 0; here those are
+ * drawn at random instead, so every gradient of the step is non-trivial.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -19,9 +24,25 @@ import { batchSampler } from "../train/data.ts";
 import { upload } from "../train/trainer.ts";
 import { initForTraining } from "../train/init.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { out: { type: "string" } } });
-if (!values.out) {
-  console.error("usage: tools/train_step_dump.ts --out DIR");
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    out: { type: "string" },
+    "head-kind": { type: "string", default: "transformer" },
+    "own-unembedding": { type: "boolean", default: false },
+    trunk: { type: "string", default: "llama" },
+  },
+});
+const headKind = values["head-kind"];
+const trunk = values.trunk;
+if (
+  !values.out || (headKind !== "transformer" && headKind !== "medusa") ||
+  !["llama", "qwen2", "qwen3"].includes(trunk)
+) {
+  console.error(
+    "usage: tools/train_step_dump.ts --out DIR [--head-kind transformer|medusa] " +
+      "[--own-unembedding] [--trunk llama|qwen2|qwen3]",
+  );
   Deno.exit(2);
 }
 const out = values.out;
@@ -36,6 +57,11 @@ const config = {
   nFuture: 3,
   tieEmbeddings: true,
   dtype: "f32" as const,
+  headKind: headKind as "transformer" | "medusa",
+  headsOwnUnembedding: values["own-unembedding"],
+  qkvBias: trunk === "qwen2",
+  oBias: trunk === "qwen2",
+  qkNorm: trunk === "qwen3",
 };
 const B = 4, T = 32;
 const optimizer = {
@@ -48,6 +74,19 @@ const optimizer = {
 };
 const model = await createModel(config, { seed: 1 });
 initForTraining(model, 7);
+let seed = 11;
+const small = () => {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  return (seed / 2 ** 32 - 0.5) * 0.2;
+};
+for (const [name, shape] of model.tensorShapes()) {
+  const n = shape.reduce((x, y) => x * y, 1);
+  if (/\.bias$|^medusa_head\.\d+\.0\.linear\.weight$/.test(name)) {
+    model.setTensor(name, Float32Array.from({ length: n }, small));
+  } else if (/[qk]_norm\.weight$/.test(name)) {
+    model.setTensor(name, Float32Array.from({ length: n }, () => 1 + small()));
+  }
+}
 await saveModel(model, join(out, "before"));
 const program = new TrainProgram(model, { batch: B, seqLen: T, optimizer });
 const stream = Uint32Array.from(

@@ -2,8 +2,8 @@
  * The initialisation for training from scratch (GPT-2 / Llama practice): norm weights 1, the
  * embedding (tied with the unembedding) small, matrices 1/sqrt(fan-in), and the projections that
  * write into the residual stream (o_proj, down_proj) scaled by 1/sqrt(2 layers) so the stream's
- * variance does not grow with depth. createModel's random weights exist for tests instead: all
- * drawn, none constant.
+ * variance does not grow with depth; Medusa ResBlock matrices 0 (Medusa's choice: v = u at first).
+ * createModel's random weights exist for tests instead: all drawn, none constant.
  * @module
  */
 import type { Model } from "../heads/model.ts";
@@ -22,7 +22,9 @@ export function initForTraining(model: Model, seed: number): void {
     const n = shape.reduce((x, y) => x * y, 1);
     const data = new Float32Array(n);
     if (name.endsWith("norm.weight")) data.fill(1);
-    else if (!name.endsWith(".bias")) {
+    else if (/^medusa_head\.\d+\.0\.linear\.weight$/.test(name)) {
+      // Medusa's ResBlocks start at zero, so each head starts as the next-token prediction.
+    } else if (!name.endsWith(".bias")) {
       let std = name === "model.embed_tokens.weight" ? 0.02 : 1 / Math.sqrt(shape[1]);
       if (/o_proj|down_proj/.test(name)) std /= Math.sqrt(2 * layers);
       // A uniform draw of standard deviation std spans +-std sqrt(3).

@@ -7,7 +7,9 @@
  *
  * The loss is the sum of the heads' mean cross-entropies (Meta's): head j of row t predicts the
  * token j + 1 after t. With `trainTrunk: false` the trunk is frozen (Medusa-1 style): its forward
- * runs, only the heads learn.
+ * runs, only the heads learn. Both head kinds train: transformer heads (one layer each, Meta's)
+ * and Medusa heads (v_j = u + silu(W_j u + b_j) on u = RMSNorm(h), then the shared or the
+ * head's own unembedding), whose ResBlocks run for all heads in one stacked matrix product.
  * @module
  */
 import type { Arena, Tensor } from "../gpu/arena.ts";
@@ -18,18 +20,24 @@ import { axpy } from "../kernels/axpy.ts";
 import { embed } from "../kernels/embed.ts";
 import { embedBackward, embedBackwardPlanWords } from "../kernels/embed_backward.ts";
 import { matmul, matmulDw, matmulDx } from "../kernels/matmul.ts";
+import { qkNorm } from "../kernels/qk_norm.ts";
+import { qkNormBackward } from "../kernels/qk_norm_backward.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { rmsnormBackward } from "../kernels/rmsnorm_backward.ts";
 import { ropeBackward } from "../kernels/rope_backward.ts";
 import { ropeInPlace, ropeTable } from "../kernels/rope_kv.ts";
 import { swiglu } from "../kernels/swiglu.ts";
 import { swigluBackward } from "../kernels/swiglu_backward.ts";
+import { siluResidual } from "../kernels/silu_residual.ts";
+import { siluBackward } from "../kernels/silu_backward.ts";
+import { sumRows } from "../kernels/sum_rows.ts";
 import { attentionBackward, attentionTrain } from "../kernels/attention_backward.ts";
 import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { adamw, type AdamWConfig, type AdamWParam, OPT } from "../kernels/adamw.ts";
 import { gradNormPartials } from "../kernels/grad_norm.ts";
 import type { LayerWeights } from "../model/weights.ts";
 import type { Model } from "../heads/model.ts";
+import type { MedusaWeights } from "../heads/medusa.ts";
 
 /** The shape of a training batch and what learns. */
 export interface StepOptions {
@@ -75,10 +83,6 @@ function checkTrainable(model: Model): void {
   const bad = [
     c.dtype !== "f32" &&
     `dtype "${c.dtype}" (training keeps f32 master weights: load or create the model with dtype "f32")`,
-    c.qkvBias && "qkvBias",
-    c.oBias && "oBias",
-    c.qkNorm && "qkNorm",
-    c.nFuture > 1 && c.headKind !== "transformer" && `headKind "${c.headKind}"`,
   ].filter(Boolean);
   if (bad.length > 0) {
     throw new InvalidInputError(`training does not support ${bad.join(", ")} yet`);
@@ -119,6 +123,8 @@ export class TrainProgram {
   /** Gradients to zero before each step. */
   readonly grads: Tensor[];
   readonly #arena: Arena;
+  /** Scratch that backward accumulates into, cleared with the gradients. */
+  readonly #accumulators: Tensor[] = [];
 
   /** Builds the buffers and programs; the model must stay alive as long as this. */
   constructor(model: Model, o: StepOptions) {
@@ -163,6 +169,8 @@ export class TrainProgram {
     const tmpGu = f("dgu", 2 * c.dFF);
     const tmpAttn = f("dattn", c.nHeads * c.headDim);
     const tmpQkv = f("dqkv", qkvDim);
+    // q/k-norm's backward needs the projection before the norm: recomputed, not kept per layer.
+    const rawQkv = c.qkNorm ? f("qkv before norm", qkvDim) : tmpQkv;
     const delta = f("delta", c.nHeads);
     const xnF = f("xn final", d);
     const logits = f("logits", c.vocabSize);
@@ -174,7 +182,8 @@ export class TrainProgram {
       headDim: c.headDim,
       capacity: o.seqLen,
     };
-    const heads = model.heads as LayerWeights[];
+    const medusa = c.headKind === "medusa" ? model.heads as MedusaWeights | null : null;
+    const heads = c.headKind === "medusa" ? [] : model.heads as LayerWeights[];
     const trunk = model.trunk;
 
     // Gradients, one per weight buffer (a tied unembedding shares the embedding's).
@@ -200,7 +209,10 @@ export class TrainProgram {
     const layerParams = (w: LayerWeights, p: string) => {
       vectorParam(w.inputNorm, `${p}.input_layernorm.weight`);
       matrixParam(w.qkv, `${p}.self_attn.qkv`);
+      if (w.qkvBias) vectorParam(w.qkvBias, `${p}.self_attn.qkv_bias`);
+      if (w.qkNorm) vectorParam(w.qkNorm, `${p}.self_attn.qk_norm`);
       matrixParam(w.o, `${p}.self_attn.o_proj.weight`);
+      if (w.oBias) vectorParam(w.oBias, `${p}.self_attn.o_proj.bias`);
       vectorParam(w.postNorm, `${p}.post_attention_layernorm.weight`);
       matrixParam(w.gateUp, `${p}.mlp.gate_up`);
       matrixParam(w.down, `${p}.mlp.down_proj.weight`);
@@ -212,6 +224,11 @@ export class TrainProgram {
       if (!c.tieEmbeddings) matrixParam(trunk.lmHead, "lm_head.weight");
     }
     heads.forEach((w, j) => layerParams(w, `mtp_heads.${j}`));
+    if (medusa) {
+      matrixParam(medusa.w, "medusa_head.weight");
+      vectorParam(medusa.bias, "medusa_head.bias");
+      medusa.unembed?.forEach((m, j) => matrixParam(m, `medusa_head.${j}.1.weight`));
+    }
     this.grads = this.params.map((p) => p.grad);
     // Gradients of frozen weights go to scratch that nothing reads.
     const sink = new Map<GPUBuffer, Tensor>();
@@ -227,6 +244,17 @@ export class TrainProgram {
 
     const att = { ...shape, seqLen: o.seqLen, rows: R };
     const eps = c.normEps;
+
+    /** [q k v] = xn1 [Wq Wk Wv]^T (+ [bq bk bv]) into `y`. */
+    const qkvProjection = (w: LayerWeights, s: LayerActs, y: Tensor, label: string) =>
+      matmul(a, {
+        x: s.xn1,
+        w: w.qkv,
+        bias: w.qkvBias ?? undefined,
+        y,
+        rows: R,
+        label: `${label}.qkv_proj`,
+      });
 
     /** output = layer(input), keeping `s`'s activations. */
     const layerForward = (
@@ -245,7 +273,17 @@ export class TrainProgram {
         eps,
         label: `${label}.norm1`,
       }),
-      ...matmul(a, { x: s.xn1, w: w.qkv, y: s.qkv, rows: R, label: `${label}.qkv_proj` }),
+      ...qkvProjection(w, s, s.qkv, label),
+      ...(w.qkNorm
+        ? qkNorm(a, {
+          ...shape,
+          rows: R,
+          qkv: s.qkv,
+          weight: w.qkNorm,
+          eps,
+          label: `${label}.qk_norm`,
+        })
+        : []),
       ...ropeInPlace(a, { ...shape, positions, rope, qkv: s.qkv, rows: R, label: `${label}.rope` }),
       ...attentionTrain(a, {
         ...att,
@@ -254,7 +292,14 @@ export class TrainProgram {
         lse: s.lse,
         label: `${label}.attention`,
       }),
-      ...matmul(a, { x: s.attn, w: w.o, y: tmp, rows: R, label: `${label}.o_proj` }),
+      ...matmul(a, {
+        x: s.attn,
+        w: w.o,
+        bias: w.oBias ?? undefined,
+        y: tmp,
+        rows: R,
+        label: `${label}.o_proj`,
+      }),
       ...add(a, { out: s.mid, a: input, b: tmp, n: R * d, label: `${label}.residual1` }),
       ...rmsnorm(a, {
         x: s.mid,
@@ -344,6 +389,7 @@ export class TrainProgram {
         accumulate: true,
         label: `${label}.o_proj.dw`,
       }),
+      ...(w.oBias ? biasGrad(g, w.oBias, d, `${label}.o_proj.db`) : []),
       ...attentionBackward(a, {
         ...att,
         qkv: s.qkv,
@@ -355,6 +401,23 @@ export class TrainProgram {
         label: `${label}.attention.bwd`,
       }),
       ...ropeBackwardFor(tmpQkv, label),
+      ...(w.qkNorm
+        ? [
+          ...qkvProjection(w, s, rawQkv, `${label}.recompute`),
+          ...qkNormBackward(a, {
+            ...shape,
+            rows: R,
+            x: rawQkv,
+            dqkv: tmpQkv,
+            weight: w.qkNorm,
+            dWeight: gV(w.qkNorm),
+            eps,
+            accumulate: true,
+            label: `${label}.qk_norm.bwd`,
+          }),
+        ]
+        : []),
+      ...(w.qkvBias ? biasGrad(tmpQkv, w.qkvBias, qkvDim, `${label}.qkv_proj.db`) : []),
       ...matmulDw(a, {
         dy: tmpQkv,
         x: s.xn1,
@@ -380,37 +443,37 @@ export class TrainProgram {
         label: `${label}.norm1.bwd`,
       }),
     ];
+    const biasGrad = (dy: Tensor, bias: Tensor, cols: number, label: string) =>
+      sumRows(a, { x: dy, out: gV(bias), rows: R, cols, accumulate: true, label });
     const ropeBackwardFor = (dqkv: Tensor, label: string): Dispatch[] =>
       ropeBackward(a, { ...shape, positions, rope, dqkv, rows: R, label: `${label}.rope.bwd` });
 
     /**
-     * Head k's loss on `x` (the final norm, the unembedding, cross-entropy against row k of the
-     * targets), and its backward: d(x) into `dx` (added with `accumulate`), d(lm_head), d(norm).
+     * Head k's loss on `x` (the final norm unless `norm` is false, the unembedding,
+     * cross-entropy against row k of the targets), and its backward: d(x) into `dx`, the
+     * unembedding's and the norm's gradients.
      */
     const headLoss = (
       x: Tensor,
       k: number,
       dx: Tensor,
-      accumulate: boolean,
       backward: boolean,
+      { norm = true, unembed = trunk.lmHead }: { norm?: boolean; unembed?: Matrix } = {},
     ): Dispatch[] => {
+      const xn = norm ? xnF : x;
       const out: Dispatch[] = [
-        ...rmsnorm(a, {
-          x,
-          weight: trunk.norm,
-          out: xnF,
-          rows: R,
-          dim: d,
-          eps,
-          label: `head${k + 1}.norm`,
-        }),
-        ...matmul(a, {
-          x: xnF,
-          w: trunk.lmHead,
-          y: logits,
-          rows: R,
-          label: `head${k + 1}.lm_head`,
-        }),
+        ...(norm
+          ? rmsnorm(a, {
+            x,
+            weight: trunk.norm,
+            out: xnF,
+            rows: R,
+            dim: d,
+            eps,
+            label: `head${k + 1}.norm`,
+          })
+          : []),
+        ...matmul(a, { x: xn, w: unembed, y: logits, rows: R, label: `head${k + 1}.lm_head` }),
         ...crossEntropy(a, {
           logits,
           targets: this.targets,
@@ -429,8 +492,8 @@ export class TrainProgram {
         // logits now hold d(logits)
         ...matmulDw(a, {
           dy: logits,
-          x: xnF,
-          dw: gM(trunk.lmHead),
+          x: xn,
+          dw: gM(unembed),
           rows: R,
           n: c.vocabSize,
           k: d,
@@ -439,24 +502,26 @@ export class TrainProgram {
         }),
         ...matmulDx(a, {
           dy: logits,
-          w: trunk.lmHead,
-          dx: tmp,
+          w: unembed,
+          dx: norm ? tmp : dx,
           rows: R,
           label: `head${k + 1}.lm_head.dx`,
         }),
-        ...rmsnormBackward(a, {
-          x,
-          weight: trunk.norm,
-          dy: tmp,
-          dx,
-          dWeight: gV(trunk.norm),
-          rows: R,
-          dim: d,
-          eps,
-          accumulateDx: accumulate,
-          accumulateDWeight: true,
-          label: `head${k + 1}.norm.bwd`,
-        }),
+        ...(norm
+          ? rmsnormBackward(a, {
+            x,
+            weight: trunk.norm,
+            dy: tmp,
+            dx,
+            dWeight: gV(trunk.norm),
+            rows: R,
+            dim: d,
+            eps,
+            accumulateDx: false,
+            accumulateDWeight: true,
+            label: `head${k + 1}.norm.bwd`,
+          })
+          : []),
       ];
     };
     const lossRows = a.tensor("loss rows", [R]);
@@ -470,16 +535,122 @@ export class TrainProgram {
     const H = h[c.nLayers];
     const headsPass = (backward: boolean): Dispatch[] => [
       // head 1: the trunk's own next-token head (its backward only matters to the trunk)
-      ...headLoss(H, 0, dH, false, backward && trainTrunk),
+      ...headLoss(H, 0, dH, backward && trainTrunk),
       ...heads.flatMap((w, j) => [
         ...layerForward(w, headActs, H, z, `mtp_heads.${j}`),
-        ...headLoss(z, j + 1, dZ, false, backward),
+        ...headLoss(z, j + 1, dZ, backward),
         ...(backward ? layerBackward(w, headActs, H, dZ, `mtp_heads.${j}`) : []),
         ...(backward && trainTrunk
           ? axpy(a, { x: dZ, y: dH, n: R * d, label: `mtp_heads.${j}.to_trunk` })
           : []),
       ]),
     ];
+    // Medusa: u = RMSNorm(h); pre = u W^T + b for all heads at once, [R, nm d]; then for each
+    // head v_j = u + silu(pre_j) and its loss; d(u) gathers the heads' gradients for the trunk.
+    const nm = c.nFuture - 1;
+    const u = medusa ? f("medusa.u", d) : tmp;
+    const pre = medusa ? a.tensor("medusa.pre", [R, nm * d]) : tmp;
+    const dPre = medusa ? a.tensor("medusa.dpre", [R, nm * d]) : tmp;
+    const dU = medusa && trainTrunk ? f("medusa.du", d) : tmp;
+    if (medusa && trainTrunk) this.#accumulators.push(dU);
+    const medusaPass = (backward: boolean): Dispatch[] => {
+      if (!medusa) return [];
+      const cols = { rows: R, n: d, stride: nm * d };
+      return [
+        ...rmsnorm(a, {
+          x: H,
+          weight: trunk.norm,
+          out: u,
+          rows: R,
+          dim: d,
+          eps,
+          label: "medusa.norm",
+        }),
+        ...matmul(a, {
+          x: u,
+          w: medusa.w,
+          bias: medusa.bias,
+          y: pre,
+          rows: R,
+          label: "medusa_head",
+        }),
+        ...Array.from({ length: nm }, (_, j) => [
+          ...siluResidual(a, {
+            ...cols,
+            offset: j * d,
+            x: pre,
+            res: u,
+            out: z,
+            label: `medusa_head.${j}.resblock`,
+          }),
+          ...headLoss(z, j + 1, dZ, backward, {
+            norm: false,
+            unembed: medusa.unembed?.[j] ?? trunk.lmHead,
+          }),
+          ...(backward
+            ? siluBackward(a, {
+              ...cols,
+              offset: j * d,
+              x: pre,
+              dy: dZ,
+              dx: dPre,
+              label: `medusa_head.${j}.resblock.bwd`,
+            })
+            : []),
+          // The ResBlock's residual: d(u) += d(v_j).
+          ...(backward && trainTrunk
+            ? axpy(a, { x: dZ, y: dU, n: R * d, label: `medusa_head.${j}.to_u` })
+            : []),
+        ]).flat(),
+        ...(backward
+          ? [
+            ...matmulDw(a, {
+              dy: dPre,
+              x: u,
+              dw: gM(medusa.w),
+              rows: R,
+              n: nm * d,
+              k: d,
+              accumulate: true,
+              label: "medusa_head.dw",
+            }),
+            ...sumRows(a, {
+              x: dPre,
+              out: gV(medusa.bias),
+              rows: R,
+              cols: nm * d,
+              accumulate: true,
+              label: "medusa_head.bias.bwd",
+            }),
+          ]
+          : []),
+        ...(backward && trainTrunk
+          ? [
+            ...matmulDx(a, {
+              dy: dPre,
+              w: medusa.w,
+              dx: dU,
+              rows: R,
+              accumulate: true,
+              label: "medusa_head.dx",
+            }),
+            ...rmsnormBackward(a, {
+              x: H,
+              weight: trunk.norm,
+              dy: dU,
+              dx: dH,
+              dWeight: gV(trunk.norm),
+              rows: R,
+              dim: d,
+              eps,
+              accumulateDx: true,
+              accumulateDWeight: true,
+              label: "medusa.norm.bwd",
+            }),
+          ]
+          : []),
+      ];
+    };
     const backwardTrunk: Dispatch[] = trainTrunk
       ? [
         ...trunk.layers.flatMap((_, i) => {
@@ -501,6 +672,7 @@ export class TrainProgram {
     this.step = [
       ...forwardTrunk,
       ...headsPass(true),
+      ...medusaPass(true),
       ...backwardTrunk,
       ...adamw(a, {
         params: this.params,
@@ -511,12 +683,15 @@ export class TrainProgram {
         label: "adamw",
       }),
     ];
-    this.evaluate = [...forwardTrunk, ...headsPass(false)];
+    this.evaluate = [...forwardTrunk, ...headsPass(false), ...medusaPass(false)];
   }
 
-  /** Buffers of every gradient (cleared by the trainer at the start of each step). */
+  /**
+   * Buffers cleared by the trainer at the start of each step: every gradient, and the scratch
+   * that the backward accumulates into.
+   */
   get gradBuffers(): GPUBuffer[] {
-    return this.grads.map((g) => g.buffer);
+    return [...this.grads, ...this.#accumulators].map((g) => g.buffer);
   }
 
   /** Frees the training buffers (the model's weights stay). */

@@ -7,8 +7,9 @@
  * - a table: ms/step, tokens/step, tokens/s, weight bytes read per second and % of the copy
  *   bandwidth, dispatches/step, host syncs per 100 tokens; and a per-kernel profile of one step.
  *
- *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]
+ *     deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR] [--only RE]
  *
+ * --only keeps the models whose names match a regular expression (e.g. "^1.1B").
  * --train measures training throughput instead (bench/train.ts).
  * --model measures a checkpoint loaded with loadModel (a Hugging Face folder, path or URL)
  * instead of the two random-weight models.
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     peers: { type: "boolean", default: false },
     model: { type: "string" },
     train: { type: "boolean", default: false },
+    only: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -51,7 +53,7 @@ if (args.train) {
 }
 if (args.help) {
   console.log(
-    "Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR]",
+    "Usage: deno task bench [--json FILE] [--quick] [--tokens N] [--peers] [--model DIR] [--only RE]",
   );
   Deno.exit(0);
 }
@@ -62,9 +64,15 @@ if (!Number.isInteger(TOKENS) || TOKENS < 8) {
 }
 const PROMPT = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 250);
 
-const MODELS: Record<string, ModelConfigInput | string> = args.model
-  ? { [args.model]: args.model }
-  : benchModels(args.quick, TOKENS + 32);
+const MODELS: Record<string, ModelConfigInput | string> = Object.fromEntries(
+  Object.entries(
+    args.model ? { [args.model]: args.model } : benchModels(args.quick, TOKENS + 32),
+  ).filter(([name]) => !args.only || new RegExp(args.only).test(name)),
+);
+if (Object.keys(MODELS).length === 0) {
+  console.error(`--only ${args.only} matches none of the models`);
+  Deno.exit(2);
+}
 
 /** GB/s of a large device-to-device copy kernel (vec4, grid-stride), timed with timestamps. */
 async function copyBandwidth(gpu: Gpu): Promise<number> {
@@ -125,7 +133,9 @@ function weightBytesPerStep(model: Model, withHeads: boolean): number {
   const c = model.config;
   const bytes = (name: string) => {
     const p = model.placements.get(name)!;
-    return p.shape.reduce((a, b) => a * b, 1) * (p.dtype === "f16" ? 2 : 4);
+    // q8 and q4 carry an f16 scale per 32 weights: 8.5 and 4.5 bits a weight.
+    const perValue = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 }[p.dtype];
+    return p.shape.reduce((a, b) => a * b, 1) * perValue;
   };
   const unembed = bytes(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   const names = model.tensorShapes().map(([n]) => n);
@@ -138,8 +148,32 @@ function weightBytesPerStep(model: Model, withHeads: boolean): number {
   return total;
 }
 
+/** A profile line: label family, microseconds, launches, weight bytes its launches read. */
+type ProfileRow = [string, number, number, number];
+
+/** Weight bytes a matrix-product launch family reads (0 for other kernels). */
+function matrixBytes(model: Model, kind: string): number {
+  const tensors: Record<string, RegExp> = {
+    "layer.qkv_proj": /^model\.layers\.\d+\.self_attn\.[qkv]_proj\.weight$/,
+    "layer.o_proj": /^model\.layers\.\d+\.self_attn\.o_proj\.weight$/,
+    "layer.gate_up_proj": /^model\.layers\.\d+\.mlp\.(gate|up)_proj\.weight$/,
+    "layer.down_proj": /^model\.layers\.\d+\.mlp\.down_proj\.weight$/,
+    "head1.lm_head": model.config.tieEmbeddings
+      ? /^model\.embed_tokens\.weight$/
+      : /^lm_head\.weight$/,
+  };
+  const re = tensors[kind];
+  if (!re) return 0;
+  const perValue = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 };
+  let total = 0;
+  for (const [name, p] of model.placements) {
+    if (re.test(name)) total += p.shape.reduce((a, b) => a * b, 1) * perValue[p.dtype];
+  }
+  return total;
+}
+
 /** GPU time per kernel label family over one decode step, each launch in its own timed pass. */
-async function profileStep(model: Model, k: number): Promise<[string, number, number][]> {
+async function profileStep(model: Model, k: number): Promise<ProfileRow[]> {
   const session = new Session(model, { k, drafts: null, promptLength: PROMPT.length });
   try {
     session.start(PROMPT, { limit: model.config.maxSeqLen, stop: [] });
@@ -160,7 +194,7 @@ async function profileStep(model: Model, k: number): Promise<[string, number, nu
       byKind.set(kind, [t + times[i], n + 1]);
     });
     return [...byKind.entries()].map(([kind, [t, n]]) =>
-      [kind, t / 1e3, n] as [string, number, number]
+      [kind, t / 1e3, n, matrixBytes(model, kind)] as ProfileRow
     )
       .sort((a, b) => b[1] - a[1]);
   } finally {
@@ -180,6 +214,8 @@ interface Row {
   dispatchesPerStep: number;
   hostSyncsPer100: number;
   speedup: number;
+  /** tokens/s over the f16 model's greedy tokens/s (quantized rows of a model measured in f16 too). */
+  vsF16: number | null;
   stats: GenerationStats;
 }
 
@@ -195,7 +231,7 @@ gpu0.dispose();
 console.log(`copy bandwidth: ${copy.toFixed(0)} GB/s`);
 
 const rows: Row[] = [];
-const profiles: Record<string, [string, number, number][]> = {};
+const profiles: Record<string, ProfileRow[]> = {};
 for (const [name, config] of Object.entries(MODELS)) {
   const t0 = performance.now();
   let lastPct = -1;
@@ -259,6 +295,7 @@ for (const [name, config] of Object.entries(MODELS)) {
         dispatchesPerStep: s.dispatchesPerStep,
         hostSyncsPer100: (100 * s.hostSyncs) / s.tokens,
         speedup: s.tokensPerSecond / greedy.stats.tokensPerSecond,
+        vsF16: null,
         stats: s,
       });
     }
@@ -266,6 +303,14 @@ for (const [name, config] of Object.entries(MODELS)) {
     profiles[`${name} 4-row verify step`] = await profileStep(model, 4);
   } finally {
     model.dispose();
+  }
+}
+
+// Quantized models against the same shape in f16, greedy against greedy, from this run.
+for (const r of rows) {
+  const base = rows.find((f) => f.model === r.model.replace(/ q[48]$/, "") && f.run === "greedy");
+  if (base && base !== r && r.model !== base.model) {
+    r.vsF16 = r.tokensPerSecond / base.tokensPerSecond;
   }
 }
 
@@ -315,14 +360,14 @@ const table = [
     copy.toFixed(0)
   } GB/s; ${TOKENS} tokens after a ${PROMPT.length}-token prompt`,
   "",
-  "| model | run | ms/step | tokens/step | tokens/s | x greedy | weight GB/s | % of copy | dispatches/step | host syncs/100 tok |",
-  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  "| model | run | ms/step | tokens/step | tokens/s | x greedy | x f16 | weight GB/s | % of copy | dispatches/step | host syncs/100 tok |",
+  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ...rows.map((r) =>
     `| ${r.model} | ${r.run} | ${r.msPerStep.toFixed(3)} | ${r.tokensPerStep.toFixed(2)} | ${
       r.tokensPerSecond.toFixed(0)
-    } | ${r.speedup.toFixed(2)} | ${r.weightGBps.toFixed(0)} | ${
-      r.pctCopy.toFixed(1)
-    } | ${r.dispatchesPerStep} | ${r.hostSyncsPer100.toFixed(1)} |`
+    } | ${r.speedup.toFixed(2)} | ${r.vsF16 === null ? "" : r.vsF16.toFixed(2)} | ${
+      r.weightGBps.toFixed(0)
+    } | ${r.pctCopy.toFixed(1)} | ${r.dispatchesPerStep} | ${r.hostSyncsPer100.toFixed(1)} |`
   ),
   ...(peers.length === 0 ? [] : [
     "",
@@ -343,8 +388,13 @@ for (const [k, p] of Object.entries(profiles)) {
       total.toFixed(1)
     } us`,
   );
-  for (const [kind, t, n] of p.slice(0, 12)) {
-    console.log(`  ${kind.padEnd(36)} ${t.toFixed(1).padStart(8)} us  (${n} launches)`);
+  for (const [kind, t, n, bytes] of p.slice(0, 12)) {
+    const bw = bytes > 0
+      ? `, ${(bytes / t / 1e3).toFixed(0)} GB/s = ${
+        (100 * bytes / t / 1e3 / copy).toFixed(0)
+      }% of copy`
+      : "";
+    console.log(`  ${kind.padEnd(36)} ${t.toFixed(1).padStart(8)} us  (${n} launches${bw})`);
   }
 }
 if (args.json) {

@@ -37,6 +37,8 @@ Options:
   --max-tokens N      tokens to generate, >= 1 (default 64)
   --max-seq-len N     longest sequence the model allocates for (default: the prompt + max-tokens)
   --mode MODE         "speculative" or "greedy" (default "speculative"; greedy without heads)
+  --dtype TYPE        weight storage: f32, f16, q8 or q4 (quantized on the GPU as it loads);
+                      default: the checkpoint's (f16 for f16 and bf16 checkpoints)
   --heads N           output heads of the --random model, 1..8 (default 4)
   --seed N            seed of the --random model's weights (default 0)
   --help              show this help
@@ -59,6 +61,8 @@ const Args = z.object({
   maxTokens: int("--max-tokens", 1),
   maxSeqLen: int("--max-seq-len", 2).optional(),
   mode: z.enum(["speculative", "greedy"], { error: '--mode must be "speculative" or "greedy"' }),
+  dtype: z.enum(["f32", "f16", "q8", "q4"], { error: "--dtype must be f32, f16, q8 or q4" })
+    .optional(),
   heads: int("--heads", 1, 8),
   seed: int("--seed", 0),
 });
@@ -76,6 +80,7 @@ function parse(argv: string[]) {
       "max-tokens": { type: "string", default: "64" },
       "max-seq-len": { type: "string" },
       mode: { type: "string", default: "speculative" },
+      dtype: { type: "string" },
       heads: { type: "string", default: "4" },
       seed: { type: "string", default: "0" },
       help: { type: "boolean", default: false },
@@ -95,6 +100,7 @@ function parse(argv: string[]) {
     maxTokens: values["max-tokens"],
     maxSeqLen: values["max-seq-len"],
     mode: values.mode,
+    dtype: values.dtype,
     heads: values.heads,
     seed: values.seed,
   });
@@ -131,6 +137,7 @@ async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; abo
     const model = await loadModel(source, {
       maxSeqLen: args.maxSeqLen,
       heads: args.headsFrom,
+      dtype: args.dtype,
       onProgress: (p) => bar.update(p.bytes, p.totalBytes),
     });
     bar.end();
@@ -148,6 +155,7 @@ async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; abo
     preset("demo", {
       maxSeqLen: args.maxSeqLen ?? promptLength + args.maxTokens,
       nFuture: args.heads,
+      ...(args.dtype ? { dtype: args.dtype } : {}),
     }),
     { seed: args.seed },
   );

@@ -13,6 +13,7 @@ import type { ModelConfig, ModelConfigInput } from "../model/config.ts";
 import {
   type Placement,
   randomTensors,
+  readQuantized,
   type TensorBytes,
   type TensorData,
   type TrunkWeights,
@@ -145,7 +146,8 @@ export class Model {
 
   /**
    * Reads one tensor back from the GPU in its storage type (f16 for the matrices of an f16
-   * model, f32 otherwise): what a checkpoint writer saves. A host sync per segment.
+   * model, values and scales for those of a q8 or q4 model, f32 otherwise): what a checkpoint
+   * writer saves. A host sync per segment.
    */
   async getTensor(name: string): Promise<TensorBytes> {
     this.assertUsable();
@@ -154,6 +156,9 @@ export class Model {
       throw new InvalidInputError(
         `unknown tensor ${name}: model.tensorShapes() lists the names this model has`,
       );
+    }
+    if (p.dtype === "q8" || p.dtype === "q4") {
+      return await readQuantized(p, (b, size, offset) => this.gpu.read(b, size, offset));
     }
     const size = p.dtype === "f16" && p.shape.length === 2 ? 2 : 4;
     const cols = p.shape.length === 2 ? p.shape[1] : p.shape[0];
@@ -245,8 +250,8 @@ export async function createModel(
   try {
     const c = model.config;
     const shapes = model.tensorShapes();
-    const bytes = (name: string, n: number) =>
-      n * (model.placements.get(name)!.dtype === "f16" ? 2 : 4);
+    const perValue = { f32: 4, f16: 2, q8: 1, q4: 0.5 };
+    const bytes = (name: string, n: number) => n * perValue[model.placements.get(name)!.dtype];
     const total = shapes.reduce(
       (s, [name, shape]) => s + bytes(name, shape.reduce((a, b) => a * b, 1)),
       0,

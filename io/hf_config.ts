@@ -39,8 +39,11 @@ export interface HfConfigOptions {
   source: string;
   /** Longest sequence to allocate for. Default min(max_position_embeddings, 4096). */
   maxSeqLen?: number;
-  /** Weight storage. Default: "f16" for f16/bf16 checkpoints, "f32" for f32 ones. */
-  dtype?: "f32" | "f16";
+  /**
+   * Weight storage. Default: what ahead saved ("q8", "q4"), else "f16" for f16/bf16
+   * checkpoints and "f32" for f32 ones.
+   */
+  dtype?: "f32" | "f16" | "q8" | "q4";
 }
 
 type Json = Record<string, unknown>;
@@ -153,7 +156,12 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
     qkvBias: modelType === "qwen2" || attentionBias,
     oBias: modelType !== "qwen2" && attentionBias,
     qkNorm: modelType === "qwen3",
-    dtype: o.dtype ?? (dtypeName === "float32" ? "f32" : "f16"),
+    dtype: o.dtype ??
+      (ahead.dtype === "q8" || ahead.dtype === "q4"
+        ? ahead.dtype
+        : dtypeName === "float32"
+        ? "f32"
+        : "f16"),
     nFuture: typeof ahead.nFuture === "number" ? ahead.nFuture : 1,
     ...(typeof ahead.headKind === "string" ? { headKind: ahead.headKind } : {}),
     // ahead's own section, where saveModel wrote one, settles what the family cannot express.
@@ -259,8 +267,9 @@ export function writeHfConfig(
     hidden_act: "silu",
     ...(modelType === "llama" ? { attention_bias: c.qkvBias, mlp_bias: false } : {}),
     ...(modelType === "qwen3" ? { attention_bias: c.qkvBias } : {}),
-    dtype: c.dtype === "f16" ? "float16" : "float32",
-    torch_dtype: c.dtype === "f16" ? "float16" : "float32",
+    // A quantized model's other tensors (the embedding) are f16.
+    dtype: c.dtype === "f32" ? "float32" : "float16",
+    torch_dtype: c.dtype === "f32" ? "float32" : "float16",
     ...(o.eosIds?.length
       ? { eos_token_id: o.eosIds.length === 1 ? o.eosIds[0] : [...o.eosIds] }
       : {}),
@@ -272,6 +281,9 @@ export function writeHfConfig(
       qkvBias: c.qkvBias,
       oBias: c.oBias,
       qkNorm: c.qkNorm,
+      // q8 / q4: matrices are stored quantized, `{name}` (I8, or U8 for two 4-bit weights a
+      // byte) with `{name}_scale` (F16, one per block of 32 weights along a row).
+      ...(c.dtype === "q8" || c.dtype === "q4" ? { dtype: c.dtype } : {}),
       // A byte-level model has no tokenizer.json: the loader makes its byte tokenizer.
       ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
     },

@@ -37,8 +37,12 @@ export interface LoadProgress {
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** Weight storage on the GPU. Default: f16 for f16/bf16 checkpoints, f32 for f32 ones. */
-  dtype?: "f32" | "f16";
+  /**
+   * Weight storage on the GPU. "q8" and "q4" quantize the matrices on the GPU as they load (an
+   * ahead checkpoint saved quantized loads as it was saved, bit for bit). Default: a saved
+   * quantized model's type, else f16 for f16/bf16 checkpoints and f32 for f32 ones.
+   */
+  dtype?: "f32" | "f16" | "q8" | "q4";
   /** Longest sequence, prompt included. Default min(max_position_embeddings, 4096). */
   maxSeqLen?: number;
   /**
@@ -268,6 +272,7 @@ export async function loadModel(
     }
     const shapes = tensorShapes(c);
     const missing: string[] = [];
+    const quantized = new Map<string, TensorInfo>(); // matrix name -> its scales
     let totalBytes = 0;
     for (const [name, shape] of shapes) {
       const found = where.get(name);
@@ -276,6 +281,27 @@ export async function loadModel(
         continue;
       }
       const t = found[1];
+      const scale = where.get(`${name}_scale`)?.[1];
+      if (scale && shape.length === 2 && (t.dtype === "I8" || t.dtype === "U8")) {
+        // ahead's quantized matrix: I8 [rows, cols] (q8) or U8 [rows, cols / 2] (q4), and scales
+        const cols = t.dtype === "I8" ? shape[1] : shape[1] / 2;
+        const blocks = [shape[0], shape[1] / 32];
+        if (
+          t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== cols ||
+          scale.dtype !== "F16" || scale.shape.join() !== blocks.join()
+        ) {
+          throw new CheckpointError(
+            `${t.file}: quantized tensor ${name} is ${t.dtype} [${t.shape}] with scales ` +
+              `${scale.dtype} [${scale.shape}]; the config needs ${t.dtype} [${
+                shape[0]
+              }, ${cols}] ` +
+              `with F16 [${blocks}]`,
+          );
+        }
+        quantized.set(name, scale);
+        totalBytes += t.byteLength + scale.byteLength;
+        continue;
+      }
       if (!WEIGHT_DTYPES.has(t.dtype)) {
         throw new CheckpointError(
           `${t.file}: tensor ${name} is ${t.dtype}; weights must be F32, F16 or BF16`,
@@ -295,7 +321,9 @@ export async function loadModel(
       );
     }
     const expected = new Set(shapes.map(([n]) => n));
-    const extra = [...where.keys()].filter((n) => !expected.has(n));
+    const extra = [...where.keys()].filter((n) =>
+      !expected.has(n) && !quantized.has(n.replace(/_scale$/, ""))
+    );
     if (extra.length > 0) {
       warn(
         `${show(folder)}: ${extra.length} tensor(s) in the checkpoint are not used: ` +
@@ -312,10 +340,17 @@ export async function loadModel(
       aborted();
       const [ckpt, t] = where.get(name)!;
       const data = await ckpt.read(t.name);
-      model.setTensor(name, {
-        dtype: t.dtype.toLowerCase() as "f32" | "f16" | "bf16",
-        bytes: data,
-      });
+      const scale = quantized.get(name);
+      if (scale) {
+        const scales = await where.get(`${name}_scale`)![0].read(scale.name);
+        model.setTensor(name, { dtype: t.dtype === "I8" ? "q8" : "q4", bytes: data, scales });
+        bytes += scale.byteLength;
+      } else {
+        model.setTensor(name, {
+          dtype: t.dtype.toLowerCase() as "f32" | "f16" | "bf16",
+          bytes: data,
+        });
+      }
       bytes += t.byteLength;
       options.onProgress?.({
         bytes,

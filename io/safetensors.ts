@@ -52,7 +52,7 @@ export type Dtype =
   | "BOOL";
 
 /** The element types {@link writeSafetensors} writes: those of the engine's weights and state. */
-export type WritableDtype = "F32" | "F16" | "BF16" | "I32" | "U8";
+export type WritableDtype = "F32" | "F16" | "BF16" | "I32" | "U8" | "I8";
 
 /** Where one tensor lives: its header entry, with the offset made absolute. */
 export interface TensorInfo {
@@ -884,9 +884,9 @@ function prepareWrite(
     }
     if (seen.has(name)) throw new CheckpointError(`${where}: the name is used twice`);
     seen.add(name);
-    if (!(["F32", "F16", "BF16", "I32", "U8"] as unknown[]).includes(dtype)) {
+    if (!(["F32", "F16", "BF16", "I32", "U8", "I8"] as unknown[]).includes(dtype)) {
       throw new CheckpointError(
-        `${where}: cannot write dtype ${quote(dtype)}; use F32, F16, BF16, I32 or U8`,
+        `${where}: cannot write dtype ${quote(dtype)}; use F32, F16, BF16, I32, U8 or I8`,
       );
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {

@@ -40,7 +40,8 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 
 /**
  * Writes `model` to the folder `dir` (created if missing): model.safetensors with every tensor
- * in its storage type (f16 matrices of an f16 model, f32 otherwise), config.json, and the
+ * in its storage type (f16 matrices of an f16 model; a q8 or q4 model's matrices as I8 or U8
+ * values with an F16 `{name}_scale` tensor; f32 otherwise), config.json, and the
  * tokenizer's files when the model's tokenizer was loaded from a local folder.
  *
  * @example
@@ -62,7 +63,20 @@ export async function saveModel(
   const tensors: TensorToWrite[] = [];
   for (const [name, shape] of model.tensorShapes()) {
     const t = await model.getTensor(name);
-    tensors.push({ name, dtype: t.dtype === "f16" ? "F16" : "F32", shape, data: t.bytes });
+    if (t.dtype === "q8" || t.dtype === "q4") {
+      const q4 = t.dtype === "q4";
+      tensors.push(
+        {
+          name,
+          dtype: q4 ? "U8" : "I8",
+          shape: [shape[0], q4 ? shape[1] / 2 : shape[1]],
+          data: t.bytes,
+        },
+        { name: `${name}_scale`, dtype: "F16", shape: [shape[0], shape[1] / 32], data: t.scales! },
+      );
+    } else {
+      tensors.push({ name, dtype: t.dtype === "f16" ? "F16" : "F32", shape, data: t.bytes });
+    }
   }
   await writeSafetensors(join(folder, "model.safetensors"), tensors, {
     format: "pt",

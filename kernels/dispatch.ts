@@ -129,8 +129,35 @@ export function run(gpu: Gpu, dispatches: readonly Dispatch[], where: string): v
   gpu.check(where);
 }
 
-/** Storage types of weight matrices. */
-export type WeightDType = "f32" | "f16";
+/**
+ * Storage types of weight matrices: f32, f16 (packed in pairs), or quantized in blocks of 32
+ * weights along a row with an f16 scale each: q8 (int8, GGUF's Q8_0 rule) and q4 (4-bit,
+ * GGUF's Q4_0 rule); see kernels/quantize.wgsl for the layout.
+ */
+export type WeightDType = "f32" | "f16" | "q8" | "q4";
+
+/** Whether matrices of this type are quantized (q8, q4). */
+export function isQuantized(dtype: WeightDType): dtype is "q8" | "q4" {
+  return dtype === "q8" || dtype === "q4";
+}
+
+/** Weights per quantization block. */
+export const QUANT_BLOCK = 32;
+
+/**
+ * A quantized part's layout in words: `values` words per row, then the scales from `scaleBase`,
+ * `scaleStride` words per row (rows = the part's rows, both halves of a gated part).
+ */
+export function quantLayout(
+  dtype: "q8" | "q4",
+  rows: number,
+  cols: number,
+): { values: number; scaleBase: number; scaleStride: number; words: number } {
+  const values = dtype === "q8" ? cols / 4 : cols / 8;
+  const scaleStride = Math.ceil(cols / QUANT_BLOCK / 2);
+  const scaleBase = rows * values;
+  return { values, scaleBase, scaleStride, words: scaleBase + rows * scaleStride };
+}
 
 /**
  * One buffer of a weight matrix: output rows [start, start + outputs) (for a gated matrix, the
@@ -164,7 +191,9 @@ export interface Matrix {
 
 /** Words (4 bytes) of one part of a matrix. */
 export function partWords(m: Matrix, p: MatrixPart): number {
-  const n = p.outputs * (m.gated ? 2 : 1) * m.cols;
+  const rows = p.outputs * (m.gated ? 2 : 1);
+  if (isQuantized(m.dtype)) return quantLayout(m.dtype, rows, m.cols).words;
+  const n = rows * m.cols;
   return m.dtype === "f16" ? Math.ceil(n / 2) : n;
 }
 
@@ -175,12 +204,12 @@ export function doneFlag(gpu: Gpu, done: GPUBuffer | undefined): Bound {
 
 /**
  * Device limits the kernels need beyond WebGPU's defaults: argmax runs 1024 threads per
- * workgroup; gemv keeps 4096 partial sums plus 8 norms in workgroup memory and binds 7 storage
+ * workgroup; gemv keeps 4096 partial sums plus 8 norms in workgroup memory; quantized gemv binds 8 storage
  * buffers.
  */
 export const KERNEL_LIMITS = {
   maxComputeInvocationsPerWorkgroup: 1024,
   maxComputeWorkgroupSizeX: 1024,
   maxComputeWorkgroupStorageSize: 4096 * 4 + 8 * 4,
-  maxStorageBuffersPerShaderStage: 7,
+  maxStorageBuffersPerShaderStage: 8,
 } as const;

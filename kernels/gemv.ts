@@ -1,13 +1,17 @@
 import type { Arena, Tensor } from "../gpu/arena.ts";
 import { ShapeError } from "../gpu/errors.ts";
 import {
+  type Bound,
   type Dispatch,
   doneFlag,
   f32bits,
   grid,
+  isQuantized,
   makeDispatch,
   type Matrix,
   partWords,
+  quantLayout,
+  type WeightDType,
 } from "./dispatch.ts";
 import * as wgsl from "./wgsl.ts";
 
@@ -20,8 +24,9 @@ export const GEMV_MAX_ROWS = 8;
  * only, never on the number of rows or on how the matrix is split into parts, so a row's
  * summation order (and bits) are the same for every block size.
  */
-export function threadsPerRow(n: number, k: number, f16: boolean): number {
-  const perRow = f16 ? k / 8 : k / 4;
+export function threadsPerRow(n: number, k: number, dtype: WeightDType): number {
+  // steps per weight row: a 16-byte load (f32, f16), or 8 weights (q8, q4: gemv_q.wgsl)
+  const perRow = k / { f32: 4, f16: 8, q8: 8, q4: 8 }[dtype];
   let tpr = 8;
   while (tpr < 32 && perRow / tpr > 32) tpr *= 2;
   while (tpr < 64 && (n * tpr) / 256 < 128) tpr *= 2;
@@ -60,9 +65,11 @@ export function gemv(arena: Arena, o: {
   const n = w.outputs;
   const k = w.cols;
   const f16 = w.dtype === "f16";
+  const quantized = isQuantized(w.dtype);
   const label = o.label ?? "gemv";
-  if (k % (f16 ? 8 : 4) !== 0) {
-    throw new ShapeError(`${label}: gemv needs K a multiple of ${f16 ? 8 : 4}, got ${k}`);
+  const kMultiple = { f32: 4, f16: 8, q8: 32, q4: 32 }[w.dtype];
+  if (k % kMultiple !== 0) {
+    throw new ShapeError(`${label}: gemv needs K a multiple of ${kMultiple}, got ${k}`);
   }
   const xl = o.xRows ?? { offset: 0, stride: k };
   const yl = o.yRows ?? { offset: 0, stride: n };
@@ -72,10 +79,59 @@ export function gemv(arena: Arena, o: {
         `values; y rows (stride ${yl.stride}) must hold ${n}`,
     );
   }
-  const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, k, f16);
+  const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, k, w.dtype);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
   const residualDim = o.residualDim ?? n;
   const unused = arena.gpu.notDone; // bound in place of an absent optional input; never read
+  const bindings = (p: typeof w.parts[number]) =>
+    [
+      doneFlag(arena.gpu, o.done),
+      ["x", o.x, "read", xl.offset + (o.rows - 1) * xl.stride + k],
+      ["w", p.buffer, "read", partWords(w, p)],
+      ["bias", o.bias ?? unused, "read", o.bias ? n : 1],
+      ["residual", o.residual ?? unused, "read", o.residual ? o.rows * residualDim : 1],
+      ["y", o.y, "write", yl.offset + (o.rows - 1) * yl.stride + n],
+      ["norm", o.norm?.weight ?? unused, "read", o.norm ? k : 1],
+    ] as Bound[];
+  const params = (p: typeof w.parts[number]) => [
+    p.outputs,
+    k,
+    o.rows,
+    residualDim,
+    f32bits(o.norm?.eps ?? 0),
+    p.start,
+    yl.stride,
+    xl.offset / 4,
+    xl.stride / 4,
+    yl.offset,
+  ];
+  if (quantized) {
+    // gemv_q.wgsl: one output row per thread group; the part buffer is bound again for its scales.
+    return w.parts.map((p, i) => {
+      const l = quantLayout(w.dtype as "q8" | "q4", p.outputs * (w.gated ? 2 : 1), k);
+      const [gx, gz] = grid(Math.ceil(p.outputs / (256 / tpr)));
+      return makeDispatch(arena, {
+        kernel: "gemv_q",
+        code: wgsl.gemvQ,
+        constants: {
+          Q4: w.dtype === "q4",
+          // 32 bytes in flight per thread, as the f16 kernel's two 16-byte loads
+          UNROLL: w.dtype === "q4" ? 8 : 4,
+          ROWS: rowsPerGroup,
+          TPR: tpr,
+          GATED: w.gated,
+          BIAS: !!o.bias,
+          SILU: !!o.silu,
+          RESIDUAL: !!o.residual,
+          NORM: !!o.norm,
+        },
+        params: [...params(p), l.scaleBase, l.scaleStride],
+        bindings: [...bindings(p), ["scales", p.buffer, "read", l.words]],
+        workgroups: [gx, Math.ceil(o.rows / rowsPerGroup), gz],
+        label: label + (w.parts.length > 1 ? `.part${i}` : ""),
+      });
+    });
+  }
   return w.parts.map((p, i) => {
     // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows,
     // unless the matrix is gated (one x load already serves gate and up) or the workgroups would
@@ -101,27 +157,8 @@ export function gemv(arena: Arena, o: {
         RESIDUAL: !!o.residual,
         NORM: !!o.norm,
       },
-      params: [
-        p.outputs,
-        k,
-        o.rows,
-        residualDim,
-        f32bits(o.norm?.eps ?? 0),
-        p.start,
-        yl.stride,
-        xl.offset / 4,
-        xl.stride / 4,
-        yl.offset,
-      ],
-      bindings: [
-        doneFlag(arena.gpu, o.done),
-        ["x", o.x, "read", xl.offset + (o.rows - 1) * xl.stride + k],
-        ["w", p.buffer, "read", partWords(w, p)],
-        ["bias", o.bias ?? unused, "read", o.bias ? n : 1],
-        ["residual", o.residual ?? unused, "read", o.residual ? o.rows * residualDim : 1],
-        ["y", o.y, "write", yl.offset + (o.rows - 1) * yl.stride + n],
-        ["norm", o.norm?.weight ?? unused, "read", o.norm ? k : 1],
-      ],
+      params: params(p),
+      bindings: bindings(p),
       workgroups: [gx, Math.ceil(o.rows / rowsPerGroup), gz],
       label: label + (w.parts.length > 1 ? `.part${i}` : ""),
     });

@@ -233,3 +233,59 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   return Math.sqrt(num) / Math.sqrt(den);
 }
 
+/**
+ * Quantizes [rows, cols] values by quantize.wgsl's rules (blocks of 32 along a row; the scale d
+ * rounded to f16 first; q8: d = absmax / 127, q = round-half-even(x / d) in [-127, 127]; q4:
+ * d = m / -8 for m the largest-magnitude value, q = clamp(floor(x / d + 8.5), 0, 15) - 8), in
+ * the checkpoint form: int8 values (q8) or two per byte, low nibble first, stored q + 8 (q4),
+ * and f16 scales [rows, cols / 32].
+ */
+export function quantizeRef(
+  values: ArrayLike<number>,
+  cols: number,
+  dtype: "q8" | "q4",
+): { bytes: Uint8Array; scales: Uint8Array; codes: Int8Array; near: Uint8Array } {
+  if (cols % 32 !== 0) {
+    throw new ShapeError(`quantizeRef: ${cols} columns is not whole blocks of 32`);
+  }
+  const n = values.length;
+  const codes = new Int8Array(n);
+  // 1 where x / d lies within 1e-4 of a rounding boundary: the GPU's division may round it the
+  // other way (WGSL allows 2.5 ULP), so tests accept either code there.
+  const near = new Uint8Array(n);
+  const scales = new Float16Array(n / 32);
+  const f = Math.fround;
+  for (let b = 0; b < n / 32; b++) {
+    let amax = 0, m = 0;
+    for (let e = 0; e < 32; e++) {
+      const v = values[b * 32 + e];
+      if (Math.abs(v) > amax) {
+        amax = Math.abs(v);
+        m = v;
+      }
+    }
+    scales[b] = dtype === "q8" ? f(amax / 127) : f(m / -8);
+    const d = scales[b];
+    const inv = d === 0 ? 0 : f(1 / d);
+    for (let e = 0; e < 32; e++) {
+      const t = f(values[b * 32 + e] * inv);
+      let q: number;
+      if (dtype === "q8") {
+        const r = Math.round(t);
+        q = Math.abs(t - Math.trunc(t)) === 0.5 ? 2 * Math.round(t / 2) : r; // half to even
+        q = Math.min(127, Math.max(-127, q));
+        near[b * 32 + e] = Math.abs(Math.abs(t - Math.trunc(t)) - 0.5) < 1e-4 ? 1 : 0;
+      } else {
+        const u = f(t + 8.5);
+        q = Math.min(15, Math.max(0, Math.floor(u))) - 8;
+        near[b * 32 + e] = Math.abs(u - Math.round(u)) < 1e-4 ? 1 : 0;
+      }
+      codes[b * 32 + e] = q;
+    }
+  }
+  const bytes = dtype === "q8" ? new Uint8Array(codes.buffer) : new Uint8Array(n / 2);
+  if (dtype === "q4") {
+    for (let i = 0; i < n; i += 2) bytes[i / 2] = (codes[i] + 8) | ((codes[i + 1] + 8) << 4);
+  }
+  return { bytes, scales: new Uint8Array(scales.buffer), codes, near };
+}

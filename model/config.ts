@@ -40,8 +40,12 @@ export interface ModelConfig {
   nFuture: number;
   /** Kind of heads 2..nFuture: "transformer" (Meta MTP) or "medusa". Default "transformer". */
   headKind: string;
-  /** Storage type of the weight matrices; activations are always f32. Default "f32". */
-  dtype: "f32" | "f16";
+  /**
+   * Storage type of the weight matrices; activations are always f32. "q8" and "q4" quantize
+   * them in blocks of 32 weights with an f16 scale each (GGUF's Q8_0 and Q4_0 rules), on the GPU
+   * from whatever a checkpoint holds; the embedding stays f16. Default "f32".
+   */
+  dtype: "f32" | "f16" | "q8" | "q4";
   /** q, k and v projections have biases (Qwen2; Llama with attention_bias). Default false. */
   qkvBias: boolean;
   /** The output projection has a bias (Llama with attention_bias). Default false. */
@@ -133,8 +137,9 @@ const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
     hf: null,
   },
   dtype: {
-    schema: z.enum(["f32", "f16"], { error: (i) => `dtype must be "f32" or "f16", ${got(i)}` })
-      .default("f32"),
+    schema: z.enum(["f32", "f16", "q8", "q4"], {
+      error: (i) => `dtype must be "f32", "f16", "q8" or "q4", ${got(i)}`,
+    }).default("f32"),
     hf: null,
   },
   qkvBias: { schema: flag("qkvBias"), hf: null },
@@ -226,6 +231,17 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
   }
   if (c.headsOwnUnembedding && c.headKind !== "medusa") {
     fail([`headsOwnUnembedding is supported for medusa heads only, not "${c.headKind}"`]);
+  }
+  if (c.dtype === "q8" || c.dtype === "q4") {
+    const inputs = { dModel: c.dModel, dFF: c.dFF, "nHeads * headDim": c.nHeads * headDim! };
+    const bad = Object.entries(inputs).filter(([, v]) => v % 32 !== 0);
+    if (bad.length > 0) {
+      fail([
+        `dtype "${c.dtype}" quantizes rows in blocks of 32, so ${
+          bad.map(([k, v]) => `${k} (${v})`).join(" and ")
+        } must be a multiple of 32: use dtype "f16" for this model`,
+      ]);
+    }
   }
   return { ...c, nKvHeads, headDim: headDim! };
 }

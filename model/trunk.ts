@@ -9,7 +9,8 @@
  */
 import type { Arena, Tensor } from "../gpu/arena.ts";
 import { ShapeError } from "../gpu/errors.ts";
-import type { Dispatch, Matrix } from "../kernels/dispatch.ts";
+import { type Dispatch, isQuantized, type Matrix } from "../kernels/dispatch.ts";
+import { dequantize } from "../kernels/quantize.ts";
 import { embed } from "../kernels/embed.ts";
 import { rmsnorm } from "../kernels/rmsnorm.ts";
 import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
@@ -95,6 +96,56 @@ export function allocKv(a: Arena, c: ModelConfig, capacity: number, n: number): 
   }));
 }
 
+const dequantScratch = new WeakMap<ForwardContext, Tensor>();
+
+/**
+ * f16 words of the largest quantized matrix a model of config `c` has (a part of one is never
+ * larger), capped by the device's binding limit: the scratch a tiled product dequantizes into.
+ */
+function largestQuantizedWords(ctx: ForwardContext): number {
+  const c = ctx.config;
+  const d = c.dModel;
+  const elems = [
+    (c.nHeads + 2 * c.nKvHeads) * c.headDim * d,
+    d * c.nHeads * c.headDim,
+    2 * c.dFF * d,
+    (c.nFuture - 1) * d * d,
+    !c.tieEmbeddings || c.headsOwnUnembedding ? c.vocabSize * d : 0,
+  ];
+  const limit = ctx.arena.gpu.device.limits.maxStorageBufferBindingSize;
+  return Math.min(Math.max(...elems) / 2, Math.floor(limit / 4));
+}
+
+/**
+ * The tiled matrix product for blocks longer than the gemv takes, for any storage type: each
+ * part of a q8 or q4 matrix is first dequantized to f16 in a scratch buffer (one per context,
+ * sized for the largest matrix), then multiplied like an f16 matrix. Prefill thus rounds q d to
+ * f16; decode's gemv uses q d exactly.
+ */
+export function tiledProduct(ctx: ForwardContext, o: Parameters<typeof matmul>[1]): Dispatch[] {
+  const w = o.w;
+  if (!isQuantized(w.dtype)) return matmul(ctx.arena, o);
+  let scratch = dequantScratch.get(ctx);
+  if (!scratch) {
+    scratch = ctx.arena.tensor("dequantized weights", [largestQuantizedWords(ctx)]);
+    dequantScratch.set(ctx, scratch);
+  }
+  const buffer = scratch.buffer;
+  return w.parts.flatMap((p) => [
+    ...dequantize(ctx.arena, {
+      w,
+      part: p,
+      out: scratch,
+      done: o.done,
+      label: `${o.label}.dequantize`,
+    }),
+    ...matmul(ctx.arena, {
+      ...o,
+      w: { ...w, dtype: "f16", parts: [{ buffer, start: p.start, outputs: p.outputs }] },
+    }),
+  ]);
+}
+
 /**
  * y = x W^T for `rows` rows, with the kernel that suits the block size; `xRows` and `yRows`
  * place the rows inside wider tensors (row r at `offset + r * stride`).
@@ -111,8 +162,8 @@ export function project(
     label: string;
   },
 ): Dispatch[] {
-  const f = o.rows <= GEMV_MAX_ROWS ? gemv : matmul;
-  return f(ctx.arena, { ...o, done: ctx.done });
+  if (o.rows <= GEMV_MAX_ROWS) return gemv(ctx.arena, { ...o, done: ctx.done });
+  return tiledProduct(ctx, { ...o, done: ctx.done });
 }
 
 /** y = x W^T (+ bias) + residual, with the kernel that suits the block size. */
@@ -126,7 +177,7 @@ function linearResidual(
   const bias = o.bias ?? undefined;
   if (rows <= GEMV_MAX_ROWS) return gemv(arena, { ...o, bias, rows, done });
   return [
-    ...matmul(arena, { rows, y: s.tmp, x: o.x, w: o.w, bias, done, label: o.label }),
+    ...tiledProduct(ctx, { rows, y: s.tmp, x: o.x, w: o.w, bias, done, label: o.label }),
     ...add(arena, {
       out: o.y,
       a: o.residual,
@@ -180,12 +231,12 @@ export function normLinear(
   if (!o.w.gated) {
     return [
       ...norm,
-      ...matmul(arena, { rows, y: o.y, x: s.xn, w: o.w, bias, done, label: o.label }),
+      ...tiledProduct(ctx, { rows, y: o.y, x: s.xn, w: o.w, bias, done, label: o.label }),
     ];
   }
   return [
     ...norm,
-    ...matmul(arena, { rows, y: s.gu, x: s.xn, w: o.w, done, label: o.label }),
+    ...tiledProduct(ctx, { rows, y: s.gu, x: s.xn, w: o.w, done, label: o.label }),
     ...swiglu(arena, { rows, out: o.y, gu: s.gu, n: o.w.outputs, done, label: o.label }),
   ];
 }

@@ -7,7 +7,16 @@
  */
 import type { Arena, Tensor } from "../gpu/arena.ts";
 import { InvalidInputError, ShapeError } from "../gpu/errors.ts";
-import type { Matrix, MatrixPart, WeightDType } from "../kernels/dispatch.ts";
+import {
+  isQuantized,
+  type Matrix,
+  type MatrixPart,
+  QUANT_BLOCK,
+  quantLayout,
+  run,
+  type WeightDType,
+} from "../kernels/dispatch.ts";
+import { checkQuantizable, quantize } from "../kernels/quantize.ts";
 import type { ModelConfig } from "./config.ts";
 
 /** Weights of one Llama transformer layer (a trunk layer, or a Meta-style MTP head). */
@@ -57,13 +66,15 @@ export interface Segment {
   row: number;
   /** Rows in this run. */
   rows: number;
+  /** Rows of the whole part buffer (both halves of a gated one): where a quantized part's scales start. */
+  partRows: number;
 }
 
 /** Where a named checkpoint tensor lives on the GPU. */
 export interface Placement {
   /** Shape, e.g. [out, in] for a matrix, [n] for a vector. */
   shape: number[];
-  /** Storage type on the GPU (vectors are always f32). */
+  /** Storage type on the GPU (vectors are always f32; embeddings f16 in a quantized model). */
   dtype: WeightDType;
   /** Where its rows live (one run unless its matrix is split into parts). */
   segments: Segment[];
@@ -130,8 +141,9 @@ export class WeightAllocator {
     this.#maxBytes = o.maxBindingBytes;
   }
 
-  #rowsPerPart(label: string, cols: number, factor: number): number {
-    const rowBytes = cols * factor * (this.#dtype === "f16" ? 2 : 4);
+  #rowsPerPart(label: string, cols: number, factor: number, dtype: WeightDType): number {
+    // A quantized part is sized as its f16 form, which prefill dequantizes it to.
+    const rowBytes = cols * factor * (dtype === "f32" ? 4 : 2);
     // Rows in pairs keep every part's f16 data aligned to whole u32 words.
     const rows = Math.floor(this.#maxBytes / rowBytes / 2) * 2;
     if (rows < 2) {
@@ -143,23 +155,42 @@ export class WeightAllocator {
     return rows;
   }
 
-  #parts(label: string, outputs: number, cols: number, gated: boolean): MatrixPart[] {
-    const per = this.#rowsPerPart(label, cols, gated ? 2 : 1);
+  #parts(
+    label: string,
+    outputs: number,
+    cols: number,
+    gated: boolean,
+    dtype: WeightDType,
+  ): MatrixPart[] {
+    if (isQuantized(dtype)) checkQuantizable(label, cols);
+    const per = this.#rowsPerPart(label, cols, gated ? 2 : 1, dtype);
     const parts: MatrixPart[] = [];
-    const elem = this.#dtype === "f16" ? 2 : 4;
+    const rowsOf = (n: number) => n * (gated ? 2 : 1);
+    const bytes = (n: number) =>
+      isQuantized(dtype)
+        ? quantLayout(dtype, rowsOf(n), cols).words * 4
+        : rowsOf(n) * cols * (dtype === "f16" ? 2 : 4);
     for (let start = 0; start < outputs; start += per) {
       const n = Math.min(per, outputs - start);
       const name = parts.length === 0 && n === outputs ? label : `${label}[${start}:${start + n}]`;
-      const buffer = this.#arena.storage(name, n * (gated ? 2 : 1) * cols * elem);
+      const buffer = this.#arena.storage(name, bytes(n));
       parts.push({ buffer, start, outputs: n });
     }
     return parts;
   }
 
-  /** A matrix of named row blocks stacked in order (e.g. [q; k; v]), each [rows, cols]. */
-  matrix(label: string, blocks: [name: string, rows: number][], cols: number): Matrix {
+  /**
+   * A matrix of named row blocks stacked in order (e.g. [q; k; v]), each [rows, cols], stored as
+   * the model's type or `dtype`.
+   */
+  matrix(
+    label: string,
+    blocks: [name: string, rows: number][],
+    cols: number,
+    dtype: WeightDType = this.#dtype,
+  ): Matrix {
     const outputs = blocks.reduce((s, [, r]) => s + r, 0);
-    const parts = this.#parts(label, outputs, cols, false);
+    const parts = this.#parts(label, outputs, cols, false, dtype);
     let at = 0;
     for (const [name, rows] of blocks) {
       const segments: Segment[] = [];
@@ -171,18 +202,19 @@ export class WeightAllocator {
             offset: (lo - p.start) * cols,
             row: lo - at,
             rows: hi - lo,
+            partRows: p.outputs,
           });
         }
       }
-      this.placements.set(name, { shape: [rows, cols], dtype: this.#dtype, segments });
+      this.placements.set(name, { shape: [rows, cols], dtype, segments });
       at += rows;
     }
-    return { outputs, cols, dtype: this.#dtype, gated: false, parts };
+    return { outputs, cols, dtype, gated: false, parts };
   }
 
   /** SwiGLU's gate and up projections ([n, cols] each), stacked per part for the gated kernel. */
   gated(label: string, gate: string, up: string, n: number, cols: number): Matrix {
-    const parts = this.#parts(label, n, cols, true);
+    const parts = this.#parts(label, n, cols, true, this.#dtype);
     const place = (name: string, second: boolean) =>
       this.placements.set(name, {
         shape: [n, cols],
@@ -192,6 +224,7 @@ export class WeightAllocator {
           offset: second ? p.outputs * cols : 0,
           row: p.start,
           rows: p.outputs,
+          partRows: 2 * p.outputs,
         })),
       });
     place(gate, false);
@@ -206,7 +239,7 @@ export class WeightAllocator {
       this.placements.set(name, {
         shape: [n],
         dtype: "f32",
-        segments: [{ buffer: t.buffer, offset: i * n, row: 0, rows: 1 }],
+        segments: [{ buffer: t.buffer, offset: i * n, row: 0, rows: 1, partRows: 1 }],
       })
     );
     return t;
@@ -223,7 +256,7 @@ export class WeightAllocator {
       this.placements.set(name, {
         shape: [n],
         dtype: "f32",
-        segments: [{ buffer: t.buffer, offset: at, row: 0, rows: 1 }],
+        segments: [{ buffer: t.buffer, offset: at, row: 0, rows: 1, partRows: 1 }],
       });
       at += n;
     }
@@ -263,12 +296,18 @@ export class WeightAllocator {
     };
   }
 
-  /** The trunk: embedding, layers, final norm, unembedding (the embedding itself when tied). */
+  /**
+   * The trunk: embedding, layers, final norm, unembedding (the embedding itself when tied). A
+   * quantized model keeps its embedding in f16 (rows are gathered, not streamed), so a tied
+   * unembedding stays f16 too.
+   */
   trunk(c: ModelConfig): TrunkWeights {
-    const embed = this.matrix("model.embed_tokens.weight", [[
+    const embed = this.matrix(
       "model.embed_tokens.weight",
-      c.vocabSize,
-    ]], c.dModel);
+      [["model.embed_tokens.weight", c.vocabSize]],
+      c.dModel,
+      isQuantized(this.#dtype) ? "f16" : this.#dtype,
+    );
     const layers = Array.from({ length: c.nLayers }, (_, l) => this.layer(c, `model.layers.${l}`));
     const norm = this.vectors("model.norm.weight", ["model.norm.weight"], c.dModel);
     const lmHead = c.tieEmbeddings
@@ -280,10 +319,15 @@ export class WeightAllocator {
 
 /** Tensor data as a checkpoint stores it: raw little-endian bytes and their type. */
 export interface TensorBytes {
-  /** The element type of `bytes`. */
-  dtype: "f32" | "f16" | "bf16";
-  /** The values, little-endian, row-major. */
+  /** The element type of `bytes`: a float type, or a quantized matrix (q8, q4). */
+  dtype: "f32" | "f16" | "bf16" | "q8" | "q4";
+  /**
+   * The values, little-endian, row-major. q8: one int8 q per weight; q4: two weights per byte,
+   * the first in the low nibble, each stored as q + 8 for q in [-8, 7]. A weight is q d.
+   */
   bytes: Uint8Array;
+  /** q8 and q4: the f16 scale d of each block of 32 weights along a row, [rows, cols / 32]. */
+  scales?: Uint8Array;
 }
 
 /** What `setTensor` accepts: f32 or f16 values, or raw bytes with their type. */
@@ -302,8 +346,13 @@ function asBytes(data: TensorData): TensorBytes {
 const ELEM = { f32: 4, f16: 2, bf16: 2 } as const;
 const CHUNK = 1 << 20; // elements converted at a time: host memory stays O(chunk), not O(tensor)
 
-/** Values [from, to) of `src` as `target` storage bytes (f32 or f16), converting on the fly. */
-function convert(src: TensorBytes, from: number, to: number, target: WeightDType): Uint8Array {
+/** Values [from, to) of float data `src` as f32 or f16 storage bytes, converting on the fly. */
+function convert(
+  src: TensorBytes & { dtype: "f32" | "f16" | "bf16" },
+  from: number,
+  to: number,
+  target: "f32" | "f16",
+): Uint8Array {
   const e = ELEM[src.dtype];
   const raw = src.bytes.subarray(from * e, to * e);
   if (src.dtype === target) return raw;
@@ -324,33 +373,175 @@ function convert(src: TensorBytes, from: number, to: number, target: WeightDType
   return new Uint8Array(h.buffer);
 }
 
+/** The f32 values of quantized data ([rows, cols], q8 or q4): q d for each weight. */
+export function dequantizeBytes(src: TensorBytes, cols: number): Float32Array {
+  const q4 = src.dtype === "q4";
+  const n = q4 ? src.bytes.length * 2 : src.bytes.length;
+  const sb = src.scales!;
+  const scales = new Float16Array(sb.buffer.slice(sb.byteOffset, sb.byteOffset + sb.byteLength));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const q = q4 ? ((src.bytes[i >> 1] >> ((i & 1) * 4)) & 15) - 8 : (src.bytes[i] << 24) >> 24;
+    const row = Math.floor(i / cols), col = i % cols;
+    out[i] = q * scales[row * (cols / QUANT_BLOCK) + Math.floor(col / QUANT_BLOCK)];
+  }
+  return out;
+}
+
+/** Throws unless quantized data has the sizes a [rows, cols] tensor needs. */
+function checkQuantizedSize(name: string, src: TensorBytes, rows: number, cols: number): void {
+  const values = src.dtype === "q4" ? rows * cols / 2 : rows * cols;
+  const scales = rows * cols / QUANT_BLOCK * 2;
+  if (
+    cols % QUANT_BLOCK !== 0 || src.bytes.byteLength !== values ||
+    src.scales?.byteLength !== scales
+  ) {
+    throw new ShapeError(
+      `${name}: ${src.dtype} data for shape [${rows}, ${cols}] needs ${values} value bytes and ` +
+        `${scales} scale bytes, got ${src.bytes.byteLength} and ${src.scales?.byteLength ?? 0}`,
+    );
+  }
+}
+
 /**
  * Copies one tensor into place, converting f32/f16/bf16 data to the placement's storage type
- * a chunk at a time, so a 2 GB f16 checkpoint never needs a 4 GB f32 copy on the host.
+ * a chunk at a time, so a 2 GB f16 checkpoint never needs a 4 GB f32 copy on the host. Float
+ * data for a quantized matrix is quantized on the GPU, a chunk of rows at a time; quantized data
+ * of the placement's type is copied as it is (bit for bit).
  */
 export function uploadTensor(arena: Arena, name: string, p: Placement, data: TensorData): void {
-  const src = asBytes(data);
+  let src = asBytes(data);
   const n = p.shape.reduce((a, b) => a * b, 1);
+  const cols = p.shape.length === 2 ? p.shape[1] : n;
+  if (src.dtype === "q8" || src.dtype === "q4") {
+    if (p.shape.length !== 2) {
+      throw new InvalidInputError(`${name}: ${src.dtype} data for a vector; give f32 or f16`);
+    }
+    checkQuantizedSize(name, src, p.shape[0], cols);
+    if (p.dtype === src.dtype) return uploadQuantized(arena, p, src, cols);
+    const f32 = dequantizeBytes(src, cols);
+    src = { dtype: "f32", bytes: new Uint8Array(f32.buffer) };
+  }
   if (!(src.dtype in ELEM)) {
     throw new InvalidInputError(`${name}: data of type ${src.dtype}; give f32, f16 or bf16`);
   }
-  if (src.bytes.byteLength !== n * ELEM[src.dtype]) {
+  const floats = src as TensorBytes & { dtype: "f32" | "f16" | "bf16" };
+  if (src.bytes.byteLength !== n * ELEM[floats.dtype]) {
     throw new ShapeError(
       `${name}: shape [${p.shape}] needs ${n} values, got ${
-        src.bytes.byteLength / ELEM[src.dtype]
+        src.bytes.byteLength / ELEM[floats.dtype]
       }`,
     );
   }
-  const cols = p.shape.length === 2 ? p.shape[1] : n;
+  if ((p.dtype === "q8" || p.dtype === "q4") && p.shape.length === 2) {
+    return quantizeOnGpu(arena, name, p, p.dtype, floats, cols);
+  }
   const out = p.dtype === "f16" && p.shape.length === 2 ? "f16" : "f32";
   const size = ELEM[out];
   for (const s of p.segments) {
     const first = s.row * cols, count = s.rows * cols;
     for (let i = 0; i < count; i += CHUNK) {
       const m = Math.min(CHUNK, count - i);
-      arena.write(s.buffer, convert(src, first + i, first + i + m, out), (s.offset + i) * size);
+      arena.write(s.buffer, convert(floats, first + i, first + i + m, out), (s.offset + i) * size);
     }
   }
+}
+
+/** Float rows into a quantized placement: f32 chunks to a staging buffer, quantized there. */
+function quantizeOnGpu(
+  arena: Arena,
+  name: string,
+  p: Placement,
+  dtype: "q8" | "q4",
+  src: TensorBytes & { dtype: "f32" | "f16" | "bf16" },
+  cols: number,
+): void {
+  const gpu = arena.gpu;
+  const temp = gpu.arena(`quantize ${name}`);
+  try {
+    const chunkRows = Math.max(1, Math.floor(CHUNK / cols));
+    const staging = temp.storage("staging", Math.min(chunkRows, p.shape[0]) * cols * 4);
+    for (const s of p.segments) {
+      for (let r = 0; r < s.rows; r += chunkRows) {
+        const rows = Math.min(chunkRows, s.rows - r);
+        const first = (s.row + r) * cols;
+        temp.write(staging, convert(src, first, first + rows * cols, "f32"));
+        run(
+          gpu,
+          quantize(temp, {
+            src: staging,
+            dst: s.buffer,
+            dtype,
+            rows,
+            cols,
+            dstRow: s.offset / cols + r,
+            partRows: s.partRows,
+            label: `quantize ${name}`,
+          }),
+          `quantizing ${name}`,
+        );
+      }
+    }
+  } finally {
+    temp.dispose();
+  }
+}
+
+/** Quantized data of the placement's own type: values and scales copied row block by block. */
+function uploadQuantized(arena: Arena, p: Placement, src: TensorBytes, cols: number): void {
+  const dtype = p.dtype as "q8" | "q4";
+  const rowBytes = dtype === "q8" ? cols : cols / 2;
+  const blocks = cols / QUANT_BLOCK;
+  for (const s of p.segments) {
+    const l = quantLayout(dtype, s.partRows, cols);
+    const row0 = s.offset / cols; // the segment's first row in its part
+    arena.write(
+      s.buffer,
+      src.bytes.subarray(s.row * rowBytes, (s.row + s.rows) * rowBytes),
+      row0 * l.values * 4,
+    );
+    // Scale rows are padded to whole words in the part: copy them into that layout.
+    const padded = new Uint8Array(s.rows * l.scaleStride * 4);
+    for (let r = 0; r < s.rows; r++) {
+      const from = (s.row + r) * blocks * 2;
+      padded.set(src.scales!.subarray(from, from + blocks * 2), r * l.scaleStride * 4);
+    }
+    arena.write(s.buffer, padded, (l.scaleBase + row0 * l.scaleStride) * 4);
+  }
+}
+
+/**
+ * Reads a quantized placement back as checkpoint bytes (values and scales, packed as
+ * {@link TensorBytes} describes); `read` fetches `size` bytes at `offset` of a buffer.
+ */
+export async function readQuantized(
+  p: Placement,
+  read: (buffer: GPUBuffer, size: number, offset: number) => Promise<ArrayBuffer>,
+): Promise<TensorBytes> {
+  const dtype = p.dtype as "q8" | "q4";
+  const [rows, cols] = p.shape;
+  const rowBytes = dtype === "q8" ? cols : cols / 2;
+  const blocks = cols / QUANT_BLOCK;
+  const bytes = new Uint8Array(rows * rowBytes);
+  const scales = new Uint8Array(rows * blocks * 2);
+  for (const s of p.segments) {
+    const l = quantLayout(dtype, s.partRows, cols);
+    const row0 = s.offset / cols;
+    bytes.set(
+      new Uint8Array(await read(s.buffer, s.rows * rowBytes, row0 * l.values * 4)),
+      s.row * rowBytes,
+    );
+    const padded = new Uint8Array(
+      await read(s.buffer, s.rows * l.scaleStride * 4, (l.scaleBase + row0 * l.scaleStride) * 4),
+    );
+    for (let r = 0; r < s.rows; r++) {
+      scales.set(
+        padded.subarray(r * l.scaleStride * 4, r * l.scaleStride * 4 + blocks * 2),
+        (s.row + r) * blocks * 2,
+      );
+    }
+  }
+  return { dtype, bytes, scales };
 }
 
 function hashString(s: string, seed: number): number {

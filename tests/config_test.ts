@@ -28,7 +28,11 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
     { vocabSize: "5" },
     /vocabSize must be an integer, got the string "5"/,
   ],
-  ["an unknown dtype", { dtype: "q3" }, /dtype must be "f32" or "f16", got the string "q3"/],
+  [
+    "an unknown dtype",
+    { dtype: "q3" },
+    /dtype must be "f32", "f16", "q8" or "q4", got the string "q3"/,
+  ],
 ];
 
 for (const [what, change, message] of bad) {

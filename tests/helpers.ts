@@ -6,6 +6,7 @@ import { S } from "../kernels/state.ts";
 import type { ModelConfigInput } from "../model/config.ts";
 import { preset } from "../model/presets.ts";
 import { randomTensors } from "../model/weights.ts";
+import { quantizeRef } from "../kernels/reference.ts";
 import type { Model } from "../heads/model.ts";
 
 let shared: Promise<Arena> | null = null;
@@ -84,6 +85,44 @@ export function matrix(
     });
   }
   return { m: { outputs, cols, dtype: o.f16 ? "f16" : "f32", gated: !!o.gated, parts }, values };
+}
+
+/**
+ * A random q8 or q4 matrix ([rows, cols], gate rows then up rows when gated), quantized on the
+ * CPU (quantizeRef) and packed into parts in the GPU layout written out here independently of
+ * the loader: values row by row, then each row's f16 scales padded to whole words. `values` are
+ * the dequantized weights, q d, for the reference.
+ */
+export function qmatrix(
+  a: Arena,
+  rows: number,
+  cols: number,
+  o: { seed: number; dtype: "q8" | "q4"; gated?: boolean; partRows?: number },
+): { m: Matrix; values: Float32Array } {
+  const factor = o.gated ? 2 : 1;
+  const outputs = rows / factor;
+  const q = quantizeRef(randomArray(rows * cols, o.seed, 1 / Math.sqrt(cols)), cols, o.dtype);
+  const scales = new Float16Array(q.scales.buffer);
+  const values = Float32Array.from(q.codes, (c, i) => c * scales[Math.floor(i / 32)]);
+  const rowBytes = o.dtype === "q8" ? cols : cols / 2;
+  const blocks = cols / 32, stride = Math.ceil(blocks / 2) * 4;
+  const per = o.partRows ?? outputs;
+  const parts = [];
+  for (let start = 0; start < outputs; start += per) {
+    const n = Math.min(per, outputs - start);
+    const src = [...Array(n).keys()].map((r) => start + r);
+    if (o.gated) src.push(...src.map((r) => outputs + r));
+    const data = new Uint8Array(src.length * (rowBytes + stride));
+    src.forEach((r, i) => {
+      data.set(q.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), i * rowBytes);
+      data.set(
+        q.scales.subarray(r * blocks * 2, (r + 1) * blocks * 2),
+        src.length * rowBytes + i * stride,
+      );
+    });
+    parts.push({ buffer: a.storage("w", data), start, outputs: n });
+  }
+  return { m: { outputs, cols, dtype: o.dtype, gated: !!o.gated, parts }, values };
 }
 
 /** Reads n f32 back. */

@@ -5,7 +5,7 @@
  * at a time through the decode session), as JSON with base64 f32 arrays.
  *
  *     deno run -A --unstable-webgpu tools/parity.ts --model DIR [--heads DIR]
- *       --prompts PROMPTS.json --decode 8 --out OUT.json
+ *       --prompts PROMPTS.json --decode 8 --out OUT.json [--dtype f32|f16|q8|q4]
  * @module
  */
 import { parseArgs } from "node:util";
@@ -20,6 +20,7 @@ const { values } = parseArgs({
     prompts: { type: "string" },
     decode: { type: "string", default: "8" },
     out: { type: "string" },
+    dtype: { type: "string" },
   },
 });
 if (!values.model || !values.prompts || !values.out) {
@@ -32,6 +33,7 @@ const prompts = JSON.parse(await Deno.readTextFile(values.prompts)) as number[][
 const steps = Number(values.decode);
 const model = await loadModel(values.model, {
   heads: values.heads,
+  dtype: values.dtype as "f32" | "f16" | "q8" | "q4" | undefined,
   onWarning: (m) => console.error(m),
 });
 function b64(a: Float32Array): string {

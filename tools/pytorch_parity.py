@@ -10,7 +10,8 @@ bf16, runs ahead on the saved folder (tools/parity.ts, through Deno) and compare
 The reference is transformers in f32 on the checkpoint's exact values (so f16/bf16 checkpoints
 are compared with the arithmetic ahead does: f32 on f16 weights); transformers in the
 checkpoint's own dtype is reported too. Bounds: relative error < 1e-4 for f32, < 1e-2 for f16
-and bf16. Medusa heads (with the shared and with their own unembedding) are checked against a
+and bf16. f16 checkpoints loaded as q8 and q4 (quantized on the GPU) report what quantization
+costs, with loose bounds that only catch a broken kernel. Medusa heads (with the shared and with their own unembedding) are checked against a
 reference written here.
 
     python3 tools/pytorch_parity.py --out DIR [--fixtures tests/fixtures/parity] [--deno deno]
@@ -92,11 +93,13 @@ def f32(b64):
     return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 
 
-def run_ahead(folder, prompts_file, out_file, heads=None):
+def run_ahead(folder, prompts_file, out_file, heads=None, dtype=None):
     cmd = [a.deno, "run", "-A", "--unstable-webgpu", "tools/parity.ts", "--model", folder,
            "--prompts", prompts_file, "--decode", str(a.decode), "--out", out_file]
     if heads:
         cmd += ["--heads", heads]
+    if dtype:
+        cmd += ["--dtype", dtype]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"ahead failed on {folder}:\n{r.stderr[-4000:]}")
@@ -202,6 +205,38 @@ for own in [False, True]:
     rows.append((name, "f32", worst, float("nan"), float("nan"), "-", ok))
     results.append(dict(case=name, dtype="f32", forward=worst, ok=ok))
     print(f"{name:24} f32   heads 2..{NH + 1} {worst:.2e}  {'ok' if ok else 'FAIL'}", flush=True)
+
+# Quantized weights (q8, q4): what quantizing an f16 checkpoint on load costs, against transformers
+# in f32 on the f16 values. The parity shapes above have an FFN width of 136, which is not whole
+# blocks of 32; these cases use 128. Random weights quantize worse than trained ones (no outliers
+# to spare, but no structure either): the trained model's held-out loss is the figure that counts.
+QBOUND = {"q8": 3e-2, "q4": 0.3}  # loose: they catch a broken kernel (error ~1), not quality
+qcommon = {**common, "intermediate_size": 128}
+QCASES = {
+    "llama-gqa (ffn 128)": lambda: LlamaForCausalLM(LlamaConfig(**qcommon)),
+    "qwen2-bias (ffn 128)": lambda: Qwen2ForCausalLM(Qwen2Config(**qcommon, tie_word_embeddings=False)),
+}
+for case, build in QCASES.items():
+    folder = os.path.join(a.out, f"quant-{case.split()[0]}")
+    shutil.rmtree(folder, ignore_errors=True)
+    randomize(build().float().eval()).to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    ref = load(folder, torch.float32)
+    for dt in ["q8", "q4"]:
+        ours = run_ahead(folder, prompts_file, os.path.join(a.out, f"quant-{dt}.ahead.json"), dtype=dt)
+        worst_fwd = worst_dec = 0.0
+        same = 0
+        for c, prompt in zip(ours["cases"], PROMPTS):
+            got = f32(c["forward"][0]).reshape(len(prompt), V)
+            worst_fwd = max(worst_fwd, rel(got, hf_logits(ref, prompt)))
+            full = hf_logits(ref, prompt + c["decodeTokens"])
+            dec = f32(c["decodeLogits"]).reshape(a.decode, V)
+            worst_dec = max(worst_dec, rel(dec, full[len(prompt) - 1: len(prompt) - 1 + a.decode]))
+            same += int(all(int(np.argmax(full[len(prompt) - 1 + i])) == c["decodeTokens"][i]
+                            for i in range(a.decode)))
+        ok = worst_fwd < QBOUND[dt] and worst_dec < QBOUND[dt]
+        rows.append((case, f"f16 loaded as {dt}", worst_fwd, worst_dec, float("nan"), f"{same}/{len(PROMPTS)}", ok))
+        results.append(dict(case=case, dtype=dt, forward=worst_fwd, decode=worst_dec, greedyAgrees=same, ok=ok))
+        print(f"{case:24} {dt:4}  forward {worst_fwd:.2e}  decode {worst_dec:.2e}  {'ok' if ok else 'FAIL'}", flush=True)
 
 gpu = torch.cuda.get_device_name()
 lines = [f"PyTorch {torch.__version__}, transformers {__import__('transformers').__version__}, {gpu}; "

@@ -306,6 +306,61 @@ for (const [name, config] of Object.entries(MODELS)) {
   }
 }
 
+// Prefill and long context, on model (a)'s shape in f16 and q4 (quick: the tiny stand-in): the
+// time to the first token of a 512-token prompt (session setup and prefill, best of 3), and greedy
+// ms/step after prompts of 64, 512 and 4096 positions (GPU timestamps, 64 tokens each).
+interface ContextRow {
+  model: string;
+  /** Prompt tokens per second of wall time to the first token, 512-token prompt. */
+  prefillTokensPerSecond: number;
+  prefillSeconds: number;
+  /** [positions before decoding, ms/step] */
+  msPerStepAt: [number, number][];
+}
+const contextRows: ContextRow[] = [];
+{
+  const base = Object.entries(benchModels(args.quick, TOKENS + 32))[0];
+  const lengths = args.quick ? [64, 256] : [64, 512, 4096];
+  const prefillLen = args.quick ? 256 : 512;
+  const shapes = [[base[0], "f16"], [`${base[0]} q4`, "q4"]] as const;
+  for (const [name, dtype] of shapes) {
+    if (args.only && !new RegExp(args.only).test(name)) continue;
+    if (args.model) break;
+    const config = {
+      ...(base[1] as ModelConfigInput),
+      dtype,
+      maxSeqLen: Math.max(...lengths) + 80,
+    };
+    const model = await createModel(config, { seed: 1 });
+    try {
+      const v = model.config.vocabSize;
+      const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i * 37 + 11) % v);
+      const opts = { timestamps: true, ignoreEos: true };
+      let best = Infinity;
+      for (let i = 0; i < 4; i++) { // the first run compiles the tiled pipelines
+        const r = await complete(model, prompt(prefillLen), { ...opts, maxTokens: 1 });
+        if (i > 0) best = Math.min(best, r.stats.prefillSeconds);
+      }
+      const at: [number, number][] = [];
+      for (const n of lengths) {
+        await complete(model, prompt(n), { ...opts, maxTokens: 8 });
+        const r = await complete(model, prompt(n), { ...opts, maxTokens: 64 });
+        const sec = r.stats.gpuDecodeSeconds ?? r.stats.decodeSeconds;
+        at.push([n, (sec * 1000) / r.stats.steps]);
+      }
+      contextRows.push({
+        model: name,
+        prefillTokensPerSecond: prefillLen / best,
+        prefillSeconds: best,
+        msPerStepAt: at,
+      });
+      console.log(`${name}: prefill ${prefillLen} tokens in ${(best * 1000).toFixed(1)} ms`);
+    } finally {
+      model.dispose();
+    }
+  }
+}
+
 // Quantized models against the same shape in f16, greedy against greedy, from this run.
 for (const r of rows) {
   const base = rows.find((f) => f.model === r.model.replace(/ q[48]$/, "") && f.run === "greedy");
@@ -380,6 +435,25 @@ const table = [
     ),
   ]),
 ];
+if (contextRows.length > 0) {
+  const ls = contextRows[0].msPerStepAt.map(([n]) => n);
+  table.push(
+    "",
+    `Prefill (wall time to the first token, best of 3) and greedy decode after long prompts:`,
+    "",
+    `| model | prefill tokens/s | time to first token, ms | ${
+      ls.map((n) => `ms/step at ${n}`).join(" | ")
+    } | at ${ls[ls.length - 1]} vs at ${ls[0]} |`,
+    `| --- | ---: | ---: | ${ls.map(() => "---:").join(" | ")} | ---: |`,
+    ...contextRows.map((r) =>
+      `| ${r.model} | ${r.prefillTokensPerSecond.toFixed(0)} | ${
+        (r.prefillSeconds * 1000).toFixed(1)
+      } | ${r.msPerStepAt.map(([, m]) => m.toFixed(3)).join(" | ")} | ${
+        (r.msPerStepAt[r.msPerStepAt.length - 1][1] / r.msPerStepAt[0][1]).toFixed(2)
+      }x |`
+    ),
+  );
+}
 console.log("\n" + table.join("\n"));
 for (const [k, p] of Object.entries(profiles)) {
   const total = p.reduce((s, [, t]) => s + t, 0);
@@ -410,6 +484,7 @@ if (args.json) {
         rows,
         peers,
         peerResults: peerJson,
+        context: contextRows,
         profiles,
       },
       null,

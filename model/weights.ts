@@ -483,7 +483,9 @@ function quantizeOnGpu(
       }
     }
   } finally {
-    temp.dispose();
+    // Freed once the GPU is done with them: destroying a buffer that submitted work still reads
+    // is left to the implementation to defer, and lavapipe was seen corrupting its heap at exit.
+    gpu.device.queue.onSubmittedWorkDone().then(() => temp.dispose(), () => temp.dispose());
   }
 }
 

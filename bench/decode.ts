@@ -124,6 +124,9 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   return best; // bytes per ns = GB/s
 }
 
+/** Stored bytes per weight; q8 and q4 carry an f16 scale per 32 weights: 8.5 and 4.5 bits. */
+const BYTES_PER_WEIGHT = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 } as const;
+
 /**
  * Bytes of weights one decode step reads: every trunk layer, the final norm and the unembedding
  * (of the embedding only the block's rows, not counted); with heads, every head tensor and the
@@ -133,9 +136,7 @@ function weightBytesPerStep(model: Model, withHeads: boolean): number {
   const c = model.config;
   const bytes = (name: string) => {
     const p = model.placements.get(name)!;
-    // q8 and q4 carry an f16 scale per 32 weights: 8.5 and 4.5 bits a weight.
-    const perValue = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 }[p.dtype];
-    return p.shape.reduce((a, b) => a * b, 1) * perValue;
+    return p.shape.reduce((a, b) => a * b, 1) * BYTES_PER_WEIGHT[p.dtype];
   };
   const unembed = bytes(c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   const names = model.tensorShapes().map(([n]) => n);
@@ -164,10 +165,9 @@ function matrixBytes(model: Model, kind: string): number {
   };
   const re = tensors[kind];
   if (!re) return 0;
-  const perValue = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 };
   let total = 0;
   for (const [name, p] of model.placements) {
-    if (re.test(name)) total += p.shape.reduce((a, b) => a * b, 1) * perValue[p.dtype];
+    if (re.test(name)) total += p.shape.reduce((a, b) => a * b, 1) * BYTES_PER_WEIGHT[p.dtype];
   }
   return total;
 }

@@ -12,17 +12,18 @@ import {
 } from "../kernels/reference_train.ts";
 import { attentionRef, relativeError } from "../kernels/reference.ts";
 import { ShapeError } from "../gpu/errors.ts";
-import { f32, poisoned, randomArray, readF32, rng, testArena, u32 } from "./helpers.ts";
+import {
+  assertClose,
+  f32,
+  poisoned,
+  randomArray,
+  readF32,
+  rng,
+  testArena,
+  u32,
+} from "./helpers.ts";
 
 const F32_TOL = 1e-5;
-
-function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string) {
-  for (let i = 0; i < gpu.length; i++) {
-    assert.ok(Number.isFinite(gpu[i]), `${what}: element ${i} is ${gpu[i]} (not written?)`);
-  }
-  const err = relativeError(gpu, ref);
-  assert.ok(err < tol, `${what}: relative error ${err} >= ${tol}`);
-}
 
 /** The columns [from, to) of each row of a row-major array with rows of `width`. */
 function columns(x: ArrayLike<number>, width: number, from: number, to: number): number[] {

@@ -36,6 +36,7 @@ import { NO_TOKEN } from "../kernels/state.ts";
 import { ShapeError } from "../gpu/errors.ts";
 import type { Arena, Tensor } from "../gpu/arena.ts";
 import {
+  assertClose,
   f32,
   poisoned,
   randomArray,
@@ -49,14 +50,6 @@ import {
 const F32_TOL = 1e-5;
 const FD_TOL = 1e-7;
 const EPS = 1e-5;
-
-function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string) {
-  for (let i = 0; i < gpu.length; i++) {
-    assert.ok(Number.isFinite(gpu[i]), `${what}: element ${i} is ${gpu[i]} (not written?)`);
-  }
-  const err = relativeError(gpu, ref);
-  assert.ok(err < tol, `${what}: relative error ${err} >= ${tol}`);
-}
 
 /** a + b elementwise: what an accumulating kernel should leave. */
 function plus(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 // Shared test helpers: one device per test file, seeded random data, poisoned outputs.
 import { createGpu } from "../gpu/device.ts";
 import type { Arena, Tensor } from "../gpu/arena.ts";
@@ -6,7 +7,7 @@ import { S } from "../kernels/state.ts";
 import type { ModelConfigInput } from "../model/config.ts";
 import { preset } from "../model/presets.ts";
 import { randomTensors } from "../model/weights.ts";
-import { quantizeRef } from "../kernels/reference.ts";
+import { quantizeRef, relativeError } from "../kernels/reference.ts";
 import type { Model } from "../heads/model.ts";
 
 let shared: Promise<Arena> | null = null;
@@ -123,6 +124,23 @@ export function qmatrix(
     parts.push({ buffer: a.storage("w", data), start, outputs: n });
   }
   return { m: { outputs, cols, dtype: o.dtype, gated: !!o.gated, parts }, values };
+}
+
+/**
+ * Asserts every element of `gpu` was written (finite) and that its relative error against `ref`
+ * is below `tol`.
+ */
+export function assertClose(
+  gpu: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  tol: number,
+  what: string,
+): void {
+  for (let i = 0; i < gpu.length; i++) {
+    assert.ok(Number.isFinite(gpu[i]), `${what}: element ${i} is ${gpu[i]} (not written?)`);
+  }
+  const err = relativeError(gpu, ref);
+  assert.ok(err < tol, `${what}: relative error ${err} >= ${tol}`);
 }
 
 /** Reads n f32 back. */

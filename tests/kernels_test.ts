@@ -19,7 +19,6 @@ import {
   gatherRowsRef,
   matmulRef,
   qkNormRef,
-  relativeError,
   rmsnormRef,
   ropeRef,
   silu,
@@ -28,6 +27,7 @@ import {
 import { NO_TOKEN, S } from "../kernels/state.ts";
 import { ShapeError } from "../gpu/errors.ts";
 import {
+  assertClose,
   f32,
   matrix,
   poisoned,
@@ -42,14 +42,6 @@ import {
 
 const F32_TOL = 1e-5;
 const F16_TOL = 1e-2;
-
-function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string) {
-  for (let i = 0; i < gpu.length; i++) {
-    assert.ok(Number.isFinite(gpu[i]), `${what}: element ${i} is ${gpu[i]} (not written?)`);
-  }
-  const err = relativeError(gpu, ref);
-  assert.ok(err < tol, `${what}: relative error ${err} >= ${tol}`);
-}
 
 for (const f16 of [false, true]) {
   const dt = f16 ? "f16" : "f32";

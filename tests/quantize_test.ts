@@ -3,14 +3,14 @@ import { complete, ConfigError, createModel, loadModel, type Model, saveModel } 
 import { quantLayout, run } from "../kernels/dispatch.ts";
 import { gemv } from "../kernels/gemv.ts";
 import { dequantize, quantize } from "../kernels/quantize.ts";
-import { matmulRef, relativeError, rmsnormRef, silu, swigluRef } from "../kernels/reference.ts";
-import { quantizeRef } from "../kernels/reference.ts";
+import { matmulRef, quantizeRef, rmsnormRef, silu, swigluRef } from "../kernels/reference.ts";
 import { tiledProduct } from "../model/trunk.ts";
 import { ropeTable } from "../kernels/rope_kv.ts";
 import { dequantizeBytes } from "../model/weights.ts";
 import { forward } from "../heads/forward.ts";
 import { referenceForward } from "../heads/reference.ts";
 import {
+  assertClose,
   f32,
   poisoned,
   qmatrix,
@@ -24,14 +24,6 @@ import {
 
 const DTYPES = ["q8", "q4"] as const;
 const F32_TOL = 1e-5;
-
-function assertClose(gpu: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string) {
-  for (let i = 0; i < gpu.length; i++) {
-    assert.ok(Number.isFinite(gpu[i]), `${what}: element ${i} is ${gpu[i]} (not written?)`);
-  }
-  const err = relativeError(gpu, ref);
-  assert.ok(err < tol, `${what}: relative error ${err} >= ${tol}`);
-}
 
 /** A small model whose matrices quantize (every input width a multiple of 32). */
 const QCONFIG = {

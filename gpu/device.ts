@@ -38,6 +38,7 @@ export class Gpu {
   #lost: string | null = null;
   #disposed = false;
   #notDone: GPUBuffer | null = null;
+  #scratchWord: GPUBuffer | null = null;
   readonly #onError = (e: Event) => {
     this.#firstError ??= (e as GPUUncapturedErrorEvent).error;
   };
@@ -155,6 +156,20 @@ export class Gpu {
     return this.#notDone;
   }
 
+  /**
+   * A small buffer bound in place of an absent writable input (a kernel's optional output that
+   * a launch does not use; it is never written). Separate from {@link notDone}: one buffer may
+   * not be bound both read-only and writable in a launch.
+   */
+  get scratchWord(): GPUBuffer {
+    this.#scratchWord ??= this.device.createBuffer({
+      label: "unused output",
+      size: 16,
+      usage: GPUBufferUsage.STORAGE,
+    });
+    return this.#scratchWord;
+  }
+
   /** Number of live buffers in all arenas (tests use it to find leaks). */
   get liveBuffers(): number {
     let n = 0;
@@ -193,6 +208,7 @@ export class Gpu {
     this.device.removeEventListener("uncapturederror", this.#onError);
     for (const a of [...this.#arenas]) a.dispose();
     this.#notDone?.destroy();
+    this.#scratchWord?.destroy();
     this.#pipelines.clear();
     this.#modules.clear();
     if (this.#ownsDevice) this.device.destroy();

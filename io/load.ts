@@ -43,6 +43,8 @@ export interface LoadModelOptions {
    * quantized model's type, else f16 for f16/bf16 checkpoints and f32 for f32 ones.
    */
   dtype?: "f32" | "f16" | "q8" | "q4";
+  /** KV cache storage. Default f16 for f16, q8 and q4 weights, f32 for f32 weights. */
+  kvDtype?: "f32" | "f16";
   /** Longest sequence, prompt included. Default min(max_position_embeddings, 4096). */
   maxSeqLen?: number;
   /**
@@ -251,6 +253,7 @@ export async function loadModel(
       maxSeqLen: options.maxSeqLen,
       dtype: options.dtype,
     });
+    if (options.kvDtype !== undefined) info.config.kvDtype = options.kvDtype;
     let input = info.config;
     const base = await openCheckpoint(folder, { signal });
     sources.push(base);

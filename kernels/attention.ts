@@ -1,7 +1,7 @@
 import type { Arena, Tensor } from "../gpu/arena.ts";
 import { ShapeError } from "../gpu/errors.ts";
 import { type Dispatch, doneFlag, f32bits, makeDispatch } from "./dispatch.ts";
-import type { AttentionShape } from "./rope_kv.ts";
+import { type AttentionShape, kvCacheWords } from "./rope_kv.ts";
 import * as wgsl from "./wgsl.ts";
 
 /**
@@ -15,11 +15,13 @@ export function attentionSplits(capacity: number): number {
 
 /**
  * Causal grouped-query attention of `rows` query rows (row r at positions[r], attending to
- * positions 0..positions[r]) over the KV cache. Phase 1 spreads (head, row, chunk of positions)
- * over workgroups into `partial`, phase 2 merges the chunks. A few rows (decode, verify) split
- * each row into `splits` chunks (default {@link attentionSplits} of the capacity) to fill the
- * GPU; long blocks (prefill) pass `splits: 1`, their rows are parallelism enough. `partial`
- * holds rows * nHeads * splits * (2 + headDim) floats.
+ * positions 0..positions[r]) over the KV cache, in one launch: workgroups over (head, row, chunk
+ * of positions) write partial results into `partial`, and the last one of each (head, row) to
+ * finish merges them into `out`. A few rows (decode, verify) split each row into `splits` chunks
+ * (default {@link attentionSplits} of the capacity) to fill the GPU; long blocks (prefill) pass
+ * `splits: 1`, their rows are parallelism enough. `partial` holds rows * nHeads * splits *
+ * (2 + headDim) floats; `arrived` holds rows * nHeads u32 counters, zero before the launch (a
+ * fresh buffer) and zero after it.
  */
 export function attention(
   arena: Arena,
@@ -28,7 +30,10 @@ export function attention(
     qkv: Tensor;
     kCache: Tensor;
     vCache: Tensor;
+    /** Storage of the caches. Default "f32". */
+    kvDtype?: "f32" | "f16";
     partial: Tensor;
+    arrived: Tensor;
     out: Tensor;
     rows: number;
     /** Chunks per row (at most 32); default attentionSplits(capacity). */
@@ -45,14 +50,12 @@ export function attention(
   if (splits < 1 || splits > 32) {
     throw new ShapeError(`${label}: splits must be in [1, 32], got ${splits}`);
   }
-  const cache = o.capacity * o.nKvHeads * o.headDim;
-  const partial = o.rows * o.nHeads * splits * (2 + o.headDim);
-  const done = doneFlag(arena.gpu, o.done);
-  const positions = ["positions", o.positions, "read", o.rows] as const;
+  const cache = kvCacheWords(o);
   return [
     makeDispatch(arena, {
       kernel: "attention",
       code: wgsl.attention,
+      constants: { KV_F16: o.kvDtype === "f16" },
       params: [
         o.rows,
         o.nHeads,
@@ -63,28 +66,17 @@ export function attention(
         splits,
       ],
       bindings: [
-        done,
-        [...positions],
+        doneFlag(arena.gpu, o.done),
+        ["positions", o.positions, "read", o.rows],
         ["qkv", o.qkv, "read", o.rows * (o.nHeads + 2 * o.nKvHeads) * o.headDim],
         ["kCache", o.kCache, "read", cache],
         ["vCache", o.vCache, "read", cache],
-        ["partial", o.partial, "write", partial],
+        ["partial", o.partial, "write", o.rows * o.nHeads * splits * (2 + o.headDim)],
+        ["arrived", o.arrived, "write", o.rows * o.nHeads],
+        ["out", o.out, "write", o.rows * o.nHeads * o.headDim],
       ],
       workgroups: [o.nHeads, o.rows, splits],
       label,
-    }),
-    makeDispatch(arena, {
-      kernel: "attention_combine",
-      code: wgsl.attentionCombine,
-      params: [o.rows, o.nHeads, o.headDim, o.capacity, splits],
-      bindings: [
-        done,
-        [...positions],
-        ["partial", o.partial, "read", partial],
-        ["out", o.out, "write", o.rows * o.nHeads * o.headDim],
-      ],
-      workgroups: [o.nHeads, o.rows],
-      label: `${label}.combine`,
     }),
   ];
 }

@@ -1,21 +1,52 @@
-// Attention, phase 1 of 2 (flash-decoding): causal grouped-query attention of a block of query
+// Attention (flash-decoding, one launch): causal grouped-query attention of a block of query
 // rows, each split over up to `splits` chunks of positions, so that short blocks (decode, verify)
 // still fill the GPU; long blocks (prefill) use one chunk per row. A row attending to
 // len = positions[row] + 1 positions uses chunks of C = max(16, ceil(len / splits));
 // workgroup (head, row, chunk) covers [chunk * C, min((chunk + 1) * C, len)) and writes its
-// running max m, sum l and unnormalised output acc; attention_combine.wgsl merges the chunks.
-// The chunking depends on len only, so a position gets the same bits in any block.
+// running max m, sum l and unnormalised output acc to `part`. The last workgroup of a (head, row)
+// to finish (an arrival counter, reset by that workgroup) merges the chunks:
+//   out = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c.
+// `part` and the counters are atomics: atomic loads and stores are coherent across workgroups,
+// plain loads may hit a stale cache line; the merge waits for nothing, so it also runs where
+// workgroups do not run concurrently (lavapipe). The chunking depends on len only and the merge
+// adds chunks in order, so a position gets the same bits in any block.
+// The KV cache holds f32 values, or with KV_F16 f16 pairs (dims 2i, 2i + 1 in one word).
 struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u32, scale: u32, splits: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;       // [1] nonzero: exit at once
 @group(0) @binding(2) var<storage, read> positions: array<u32>;  // [rows]
 @group(0) @binding(3) var<storage, read> qkv: array<f32>;       // [rows, (nHeads + 2 nKvHeads) headDim]; q first
-@group(0) @binding(4) var<storage, read> kCache: array<vec4f>;  // [capacity, nKvHeads, headDim]
-@group(0) @binding(5) var<storage, read> vCache: array<f32>;    // [capacity, nKvHeads, headDim]
-@group(0) @binding(6) var<storage, read_write> part: array<f32>; // [rows, nHeads, splits, 2 + headDim]: m, l, acc
+@group(0) @binding(4) var<storage, read> kCache: array<vec2<u32>>; // [capacity, nKvHeads, headDim]: 2 or 4 dims a vec2
+@group(0) @binding(5) var<storage, read> vCache: array<u32>;    // [capacity, nKvHeads, headDim]: f32 bits or f16 pairs
+@group(0) @binding(6) var<storage, read_write> part: array<atomic<u32>>; // [rows, nHeads, splits, 2 + headDim]: f32 m, l, acc
+@group(0) @binding(7) var<storage, read_write> arrived: array<atomic<u32>>; // [rows, nHeads]: 0 between launches
+@group(0) @binding(8) var<storage, read_write> out: array<f32>; // [rows, nHeads headDim]
+override KV_F16: bool = false;
 const T: u32 = 64u;
 var<workgroup> q: array<vec4f, 64>;
 var<workgroup> scores: array<f32, 64>;
+var<workgroup> last: u32;
+var<workgroup> weight: array<f32, 32>;  // exp(m_c - M) / L per chunk (splits <= 32)
+var<workgroup> ms: array<f32, 32>;
+var<workgroup> ls: array<f32, 32>;
+
+// Dims 4i .. 4i + 3 of the K cache (i counts vec4s of [capacity, nKvHeads, headDim]).
+fn key4(i: u32) -> vec4f {
+  if (KV_F16) {
+    let u = kCache[i];
+    return vec4f(unpack2x16float(u.x), unpack2x16float(u.y));
+  }
+  return bitcast<vec4f>(vec4<u32>(kCache[2u * i], kCache[2u * i + 1u]));
+}
+
+// Element i of the V cache.
+fn value(i: u32) -> f32 {
+  if (KV_F16) { return unpack2x16float(vCache[i >> 1u])[i & 1u]; }
+  return bitcast<f32>(vCache[i]);
+}
+
+fn loadPart(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&part[i])); }
+fn storePart(i: u32, v: f32) { atomicStore(&part[i], bitcast<u32>(v)); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -27,6 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let hd4 = hd / 4u;
   let len = min(positions[r] + 1u, P.capacity);
   let chunk = max(16u, (len + P.splits - 1u) / P.splits);
+  let nChunks = (len + chunk - 1u) / chunk;
   let start = s * chunk;
   if (start >= len) { return; }
   let end = min(start + chunk, len);
@@ -47,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     if (t < end) {
       let kb = (t * P.nKvHeads + kvh) * hd4;
       var dotv = 0.0;
-      for (var d = 0u; d < hd4; d++) { dotv += dot(q[d], kCache[kb + d]); }
+      for (var d = 0u; d < hd4; d++) { dotv += dot(q[d], key4(kb + d)); }
       sc = dotv * scale;
     }
     scores[li] = sc;
@@ -69,8 +101,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       for (var c = 0u; c < 4u; c++) {
         let d = li + c * T;
         if (d < hd) {
-          let v = vec4f(vCache[vb + d], vCache[vb + step + d], vCache[vb + 2u * step + d],
-                        vCache[vb + 3u * step + d]);
+          let v = vec4f(value(vb + d), value(vb + step + d), value(vb + 2u * step + d),
+                        value(vb + 3u * step + d));
           acc[c] += dot(p, v);
         }
       }
@@ -81,16 +113,41 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let vb = ((t0 + j) * P.nKvHeads + kvh) * hd;
       for (var c = 0u; c < 4u; c++) {
         let d = li + c * T;
-        if (d < hd) { acc[c] += p * vCache[vb + d]; }
+        if (d < hd) { acc[c] += p * value(vb + d); }
       }
     }
     m = mt;
     workgroupBarrier();
   }
-  let base = ((r * P.nHeads + h) * P.splits + s) * (2u + hd);
-  if (li == 0u) { part[base] = m; part[base + 1u] = l; }
+  let row = (r * P.nHeads + h) * P.splits;
+  let base = (row + s) * (2u + hd);
+  if (li == 0u) { storePart(base, m); storePart(base + 1u, l); }
   for (var c = 0u; c < 4u; c++) {
     let d = li + c * T;
-    if (d < hd) { part[base + 2u + d] = acc[c]; }
+    if (d < hd) { storePart(base + 2u + d, acc[c]); }
+  }
+  // Every store of this workgroup comes before its arrival.
+  storageBarrier();
+  if (li == 0u) {
+    last = u32(atomicAdd(&arrived[r * P.nHeads + h], 1u) == nChunks - 1u);
+  }
+  if (workgroupUniformLoad(&last) == 0u) { return; }
+  // The last chunk of (head, row) to arrive merges them all, and resets the counter.
+  if (li == 0u) { atomicStore(&arrived[r * P.nHeads + h], 0u); }
+  if (li < nChunks) {
+    ms[li] = loadPart((row + li) * (2u + hd));
+    ls[li] = loadPart((row + li) * (2u + hd) + 1u);
+  }
+  workgroupBarrier();
+  var mMax = -3.0e38;
+  for (var c = 0u; c < nChunks; c++) { mMax = max(mMax, ms[c]); }
+  var lSum = 0.0;
+  for (var c = 0u; c < nChunks; c++) { lSum += exp(ms[c] - mMax) * ls[c]; }
+  if (li < nChunks) { weight[li] = exp(ms[li] - mMax) / lSum; }
+  workgroupBarrier();
+  for (var d = li; d < hd; d += T) {
+    var o = 0.0;
+    for (var c = 0u; c < nChunks; c++) { o += weight[c] * loadPart((row + c) * (2u + hd) + 2u + d); }
+    out[(r * P.nHeads + h) * hd + d] = o;
   }
 }

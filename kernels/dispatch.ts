@@ -204,12 +204,13 @@ export function doneFlag(gpu: Gpu, done: GPUBuffer | undefined): Bound {
 
 /**
  * Device limits the kernels need beyond WebGPU's defaults: argmax runs 1024 threads per
- * workgroup; gemv keeps 4096 partial sums plus 8 norms in workgroup memory; quantized gemv binds 8 storage
- * buffers.
+ * workgroup; gemv keeps 4096 partial sums plus 8 norms in workgroup memory; quantized gemv binds 12
+ * storage buffers (weights, scales, x, norm, bias, residual, y, and for its RoPE epilogue
+ * positions, the RoPE table and the two caches, besides the done flag).
  */
 export const KERNEL_LIMITS = {
   maxComputeInvocationsPerWorkgroup: 1024,
   maxComputeWorkgroupSizeX: 1024,
   maxComputeWorkgroupStorageSize: 4096 * 4 + 8 * 4,
-  maxStorageBuffersPerShaderStage: 8,
+  maxStorageBuffersPerShaderStage: 12,
 } as const;

@@ -13,6 +13,7 @@ import {
   quantLayout,
   type WeightDType,
 } from "./dispatch.ts";
+import { type AttentionShape, kvCacheWords } from "./rope_kv.ts";
 import * as wgsl from "./wgsl.ts";
 
 /** Most rows one workgroup carries; more rows walk several row groups (each re-reads W). */
@@ -56,6 +57,19 @@ export function gemv(arena: Arena, o: {
   yRows?: { offset: number; stride: number };
   /** Fused RMSNorm of x first: x' = x / rms(x) * weight. */
   norm?: { weight: Tensor; eps: number };
+  /**
+   * W is the fused [Wq; Wk; Wv] and y the qkv rows: RoPE rotates q and k at each row's position,
+   * q goes to y, k and v into the KV cache at that position (ropeKv()'s job, fused). Every part
+   * of W must start and end on a head.
+   */
+  rope?: AttentionShape & {
+    positions: Tensor;
+    /** [capacity, headDim/2] (cos, sin) pairs. */
+    table: Tensor;
+    kCache: Tensor;
+    vCache: Tensor;
+    kvDtype: "f32" | "f16";
+  };
   /** Tuning: threads per output row (a power of two <= 256); output rows per thread (1 or 2). */
   tune?: { threadsPerRow?: number; rowsPerThread?: 1 | 2 };
   done?: GPUBuffer;
@@ -82,7 +96,21 @@ export function gemv(arena: Arena, o: {
   const tpr = o.tune?.threadsPerRow ?? threadsPerRow(n, k, w.dtype);
   const rowsPerGroup = Math.min(o.rows, GEMV_MAX_ROWS);
   const residualDim = o.residualDim ?? n;
+  const rope = o.rope;
+  if (rope) {
+    const heads = rope.nHeads + 2 * rope.nKvHeads;
+    const onHeads = w.parts.every((p) =>
+      p.start % rope.headDim === 0 && p.outputs % rope.headDim === 0
+    );
+    if (w.gated || o.residual || o.silu || n !== heads * rope.headDim || !onHeads) {
+      throw new ShapeError(
+        `${label}: the RoPE epilogue needs an ungated [q; k; v] matrix of ${heads} heads of ` +
+          `${rope.headDim} rows, split on heads, and no residual or silu; got ${n} rows`,
+      );
+    }
+  }
   const unused = arena.gpu.notDone; // bound in place of an absent optional input; never read
+  const cache = rope ? kvCacheWords(rope) : 1;
   const bindings = (p: typeof w.parts[number]) =>
     [
       doneFlag(arena.gpu, o.done),
@@ -92,6 +120,10 @@ export function gemv(arena: Arena, o: {
       ["residual", o.residual ?? unused, "read", o.residual ? o.rows * residualDim : 1],
       ["y", o.y, "write", yl.offset + (o.rows - 1) * yl.stride + n],
       ["norm", o.norm?.weight ?? unused, "read", o.norm ? k : 1],
+      ["positions", rope?.positions ?? unused, "read", rope ? o.rows : 1],
+      ["rope", rope?.table ?? unused, "read", rope ? rope.capacity * rope.headDim : 1],
+      ["kCache", rope?.kCache ?? arena.gpu.scratchWord, "write", cache],
+      ["vCache", rope?.vCache ?? arena.gpu.scratchWord, "write", cache],
     ] as Bound[];
   const params = (p: typeof w.parts[number]) => [
     p.outputs,
@@ -104,6 +136,10 @@ export function gemv(arena: Arena, o: {
     xl.offset / 4,
     xl.stride / 4,
     yl.offset,
+    rope?.nHeads ?? 0,
+    rope?.nKvHeads ?? 0,
+    rope?.headDim ?? 0,
+    rope?.capacity ?? 0,
   ];
   if (quantized) {
     // gemv_q.wgsl: one output row per thread group; the part buffer is bound again for its scales.
@@ -112,7 +148,7 @@ export function gemv(arena: Arena, o: {
       const [gx, gz] = grid(Math.ceil(p.outputs / (256 / tpr)));
       return makeDispatch(arena, {
         kernel: "gemv_q",
-        code: wgsl.gemvQ,
+        code: wgsl.gemvQ + wgsl.gemvRope,
         constants: {
           Q4: w.dtype === "q4",
           // 32 bytes in flight per thread, as the f16 kernel's two 16-byte loads
@@ -124,6 +160,8 @@ export function gemv(arena: Arena, o: {
           SILU: !!o.silu,
           RESIDUAL: !!o.residual,
           NORM: !!o.norm,
+          ROPE: !!rope,
+          KV_F16: rope?.kvDtype === "f16",
         },
         params: [...params(p), l.scaleBase, l.scaleStride],
         bindings: [...bindings(p), ["scales", p.buffer, "read", l.words]],
@@ -136,16 +174,18 @@ export function gemv(arena: Arena, o: {
     // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows,
     // unless the matrix is gated (one x load already serves gate and up) or the workgroups would
     // drop below 96 (bench/overhead.ts sweep on an H200). Output bits do not depend on this.
-    const twoRows = rowsPerGroup > 1 && rowsPerGroup <= 4 && !w.gated &&
+    const twoRows = rowsPerGroup > 1 && rowsPerGroup <= 4 && !w.gated && !rope &&
       (p.outputs * tpr) / 512 >= 96;
     const ro = o.tune?.rowsPerThread ?? (twoRows ? 2 : 1);
-    if (ro * rowsPerGroup > GEMV_MAX_ROWS) {
-      throw new ShapeError(`${label}: rowsPerThread * rows must be <= ${GEMV_MAX_ROWS}`);
+    if (ro * rowsPerGroup > GEMV_MAX_ROWS || (rope && ro > 1)) {
+      throw new ShapeError(
+        `${label}: rowsPerThread * rows must be <= ${GEMV_MAX_ROWS}, and 1 with the RoPE epilogue`,
+      );
     }
     const [gx, gz] = grid(Math.ceil(p.outputs / ((256 / tpr) * ro)));
     return makeDispatch(arena, {
       kernel: "gemv",
-      code: wgsl.gemv,
+      code: wgsl.gemv + wgsl.gemvRope,
       constants: {
         F16: f16,
         ROWS: rowsPerGroup,
@@ -156,6 +196,8 @@ export function gemv(arena: Arena, o: {
         SILU: !!o.silu,
         RESIDUAL: !!o.residual,
         NORM: !!o.norm,
+        ROPE: !!rope,
+        KV_F16: rope?.kvDtype === "f16",
       },
       params: params(p),
       bindings: bindings(p),

@@ -12,9 +12,12 @@
 // (speculative == greedy).
 // Row r of x starts at vec4 x4Offset + r x4Stride and row r of y at yOffset + r outStride, so x
 // and y may be rows of wider tensors (one head's slice of a block).
+// ROPE (the qkv projection of decode and verify blocks): gemv_rope.wgsl, appended, rotates q and k
+// and stores k and v into the KV cache instead of y.
 struct Params {
   n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32,
-  x4Offset: u32, x4Stride: u32, yOffset: u32,
+  x4Offset: u32, x4Stride: u32, yOffset: u32, nHeads: u32, nKvHeads: u32, headDim: u32,
+  capacity: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
@@ -24,6 +27,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [yOffset + rows outStride]: columns outOffset..+N
 @group(0) @binding(7) var<storage, read> g: array<vec4f>;      // [K] (NORM)
+@group(0) @binding(8) var<storage, read> positions: array<u32>;        // [rows] (ROPE)
+@group(0) @binding(9) var<storage, read> rope: array<vec2f>;           // [capacity, headDim/2] (ROPE)
+@group(0) @binding(10) var<storage, read_write> kCache: array<u32>;    // [capacity, nKvHeads, headDim] (ROPE)
+@group(0) @binding(11) var<storage, read_write> vCache: array<u32>;    // [capacity, nKvHeads, headDim] (ROPE)
 override F16: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8); the dispatch's y dimension walks row groups
 override TPR: u32 = 32u;   // threads per output row
@@ -33,6 +40,8 @@ override BIAS: bool = false;
 override SILU: bool = false;
 override RESIDUAL: bool = false;
 override NORM: bool = false;
+override ROPE: bool = false;   // RO = 1
+override KV_F16: bool = false; // (ROPE) the cache holds f16 pairs
 const WG: u32 = 256u;
 var<workgroup> invRms: array<f32, 8>;
 // [1 or 2 (gated)][RO * ROWS <= 8][WG]. Sizing it per variant (as small as 1 KB) made the gated
@@ -118,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let o = li / TPR;
   let lane = li % TPR;
   let wg = wid.x + wid.z * nwg.x;
-  let n = (wg * outs + o) * RO;
+  let n = outRow((wg * outs + o) * RO);
   let second = RO > 1u && n + 1u < P.n;
   let r0 = wid.y * ROWS;
   let k4 = P.k / 4u;
@@ -249,27 +258,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
   workgroupBarrier();
-  if (li < outs * RO * ROWS) {
-    let oo = li / (RO * ROWS);
-    let jr = li % (RO * ROWS);  // ro * ROWS + r
-    let r = jr % ROWS;
-    let nn = (wg * outs + oo) * RO + jr / ROWS;
-    if (nn < P.n && r0 + r < P.rows) {
-      var s = 0.0;
-      var su = 0.0;
-      for (var t = 0u; t < TPR; t++) {
-        s += partial[jr * WG + oo * TPR + t];
-        if (GATED) { su += partial[(RO * ROWS + jr) * WG + oo * TPR + t]; }
-      }
-      var v = s;
-      if (NORM) {
-        v *= invRms[r];
-        su *= invRms[r];
-      }
-      if (BIAS) { v += b[P.outOffset + nn]; }
-      if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
-      y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v;
+  let oo = li / (RO * ROWS);
+  let jr = li % (RO * ROWS);  // ro * ROWS + r
+  let r = jr % ROWS;
+  let nn = outRow((wg * outs + oo) * RO + jr / ROWS);
+  let live = li < outs * RO * ROWS && nn < P.n && r0 + r < P.rows;
+  var v = 0.0;
+  if (live) {
+    var s = 0.0;
+    var su = 0.0;
+    for (var t = 0u; t < TPR; t++) {
+      s += partial[jr * WG + oo * TPR + t];
+      if (GATED) { su += partial[(RO * ROWS + jr) * WG + oo * TPR + t]; }
     }
+    v = s;
+    if (NORM) {
+      v *= invRms[r];
+      su *= invRms[r];
+    }
+    if (BIAS) { v += b[P.outOffset + nn]; }
+    if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
+    if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
+    if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
   }
+  if (ROPE) { ropeEpilogue(li, oo, r, r0, nn, v, live); }
 }

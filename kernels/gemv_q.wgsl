@@ -11,9 +11,11 @@
 // d * (q . x) over its 8 weights; steps are added in a fixed order that depends on TPR and
 // UNROLL only, and TPR threads reduce in a fixed order, so a row gets the same bits whatever
 // ROWS is (speculative == greedy).
+// ROPE: gemv_rope.wgsl's epilogue, as in gemv.wgsl.
 struct Params {
   n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32,
-  x4Offset: u32, x4Stride: u32, yOffset: u32, scaleBase: u32, scaleStride: u32,
+  x4Offset: u32, x4Stride: u32, yOffset: u32, nHeads: u32, nKvHeads: u32, headDim: u32,
+  capacity: u32, scaleBase: u32, scaleStride: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> done: array<u32>;     // [1] nonzero: exit at once
@@ -23,7 +25,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read> res: array<f32>;      // [rows, resDim] (RESIDUAL)
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [yOffset + rows outStride]
 @group(0) @binding(7) var<storage, read> g: array<vec4f>;      // [K] (NORM)
-@group(0) @binding(8) var<storage, read> sc: array<u32>;       // the same part buffer: its scales
+@group(0) @binding(8) var<storage, read> positions: array<u32>;        // [rows] (ROPE)
+@group(0) @binding(9) var<storage, read> rope: array<vec2f>;           // [capacity, headDim/2] (ROPE)
+@group(0) @binding(10) var<storage, read_write> kCache: array<u32>;    // [capacity, nKvHeads, headDim] (ROPE)
+@group(0) @binding(11) var<storage, read_write> vCache: array<u32>;    // [capacity, nKvHeads, headDim] (ROPE)
+@group(0) @binding(12) var<storage, read> sc: array<u32>;      // the same part buffer: its scales
 override Q4: bool = false;
 override ROWS: u32 = 1u;   // query rows per workgroup (<= 8)
 override TPR: u32 = 32u;   // threads per output row
@@ -33,6 +39,8 @@ override BIAS: bool = false;
 override SILU: bool = false;
 override RESIDUAL: bool = false;
 override NORM: bool = false;
+override ROPE: bool = false;
+override KV_F16: bool = false; // (ROPE) the cache holds f16 pairs
 const WG: u32 = 256u;
 var<workgroup> invRms: array<f32, 8>;
 var<workgroup> partial: array<f32, 4096>;  // [1 or 2 (gated)][ROWS][WG]
@@ -108,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let o = li / TPR;
   let lane = li % TPR;
   let wg = wid.x + wid.z * nwg.x;
-  let n = wg * outs + o;
+  let n = outRow(wg * outs + o);
   let r0 = wid.y * ROWS;
   let k4 = P.k / 4u;
   let steps = P.k / 8u;
@@ -183,26 +191,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (GATED) { partial[(ROWS + r) * WG + li] = su; }
   }
   workgroupBarrier();
-  if (li < outs * ROWS) {
-    let oo = li / ROWS;
-    let r = li % ROWS;
-    let nn = wg * outs + oo;
-    if (nn < P.n && r0 + r < P.rows) {
-      var s = 0.0;
-      var su = 0.0;
-      for (var t = 0u; t < TPR; t++) {
-        s += partial[r * WG + oo * TPR + t];
-        if (GATED) { su += partial[(ROWS + r) * WG + oo * TPR + t]; }
-      }
-      var v = s;
-      if (NORM) {
-        v *= invRms[r];
-        su *= invRms[r];
-      }
-      if (BIAS) { v += b[P.outOffset + nn]; }
-      if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-      if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
-      y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v;
+  let oo = li / ROWS;
+  let r = li % ROWS;
+  let nn = outRow(wg * outs + oo);
+  let live = li < outs * ROWS && nn < P.n && r0 + r < P.rows;
+  var v = 0.0;
+  if (live) {
+    var s = 0.0;
+    var su = 0.0;
+    for (var t = 0u; t < TPR; t++) {
+      s += partial[r * WG + oo * TPR + t];
+      if (GATED) { su += partial[(ROWS + r) * WG + oo * TPR + t]; }
     }
+    v = s;
+    if (NORM) {
+      v *= invRms[r];
+      su *= invRms[r];
+    }
+    if (BIAS) { v += b[P.outOffset + nn]; }
+    if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
+    if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
+    if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
   }
+  if (ROPE) { ropeEpilogue(li, oo, r, r0, nn, v, live); }
 }

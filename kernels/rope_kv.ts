@@ -14,10 +14,17 @@ export interface AttentionShape {
   capacity: number;
 }
 
+/** Words one KV cache tensor takes: f32 values, or f16 pairs. */
+export function kvCacheWords(o: AttentionShape & { kvDtype?: "f32" | "f16" }): number {
+  const n = o.capacity * o.nKvHeads * o.headDim;
+  return o.kvDtype === "f16" ? n / 2 : n;
+}
+
 /**
  * Rotates the query and key parts of `qkv` rows with RoPE at the rows' positions (a u32 tensor,
  * one per row), queries in place, and stores the rotated keys and the values into the KV cache
- * at those positions. Rows at positions >= capacity are skipped.
+ * at those positions (as f32, or rounded to f16 with `kvDtype: "f16"`). Rows at positions >=
+ * capacity are skipped.
  */
 export function ropeKv(
   arena: Arena,
@@ -28,16 +35,19 @@ export function ropeKv(
     qkv: Tensor;
     kCache: Tensor;
     vCache: Tensor;
+    /** Storage of the caches. Default "f32". */
+    kvDtype?: "f32" | "f16";
     rows: number;
     done?: GPUBuffer;
     label?: string;
   },
 ): Dispatch[] {
   const threads = (o.nHeads + o.nKvHeads) * o.headDim / 2 + o.nKvHeads * o.headDim;
-  const cache = o.capacity * o.nKvHeads * o.headDim;
+  const cache = kvCacheWords(o);
   return [makeDispatch(arena, {
     kernel: "rope_kv",
     code: wgsl.ropeKv,
+    constants: { KV_F16: o.kvDtype === "f16" },
     params: [o.rows, o.nHeads, o.nKvHeads, o.headDim, o.capacity],
     bindings: [
       doneFlag(arena.gpu, o.done),

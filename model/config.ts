@@ -46,6 +46,12 @@ export interface ModelConfig {
    * from whatever a checkpoint holds; the embedding stays f16. Default "f32".
    */
   dtype: "f32" | "f16" | "q8" | "q4";
+  /**
+   * Storage type of the KV cache: "f16" halves what decode attention reads at long context
+   * (keys and values are rounded to f16 as they are stored; attention still computes in f32).
+   * Default "f16" for f16, q8 and q4 weights, "f32" for f32 weights.
+   */
+  kvDtype: "f32" | "f16";
   /** q, k and v projections have biases (Qwen2; Llama with attention_bias). Default false. */
   qkvBias: boolean;
   /** The output projection has a bias (Llama with attention_bias). Default false. */
@@ -71,6 +77,7 @@ export type DefaultedField =
   | "nFuture"
   | "headKind"
   | "dtype"
+  | "kvDtype"
   | "qkvBias"
   | "oBias"
   | "qkNorm"
@@ -142,6 +149,12 @@ const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
     }).default("f32"),
     hf: null,
   },
+  kvDtype: {
+    schema: z.enum(["f32", "f16"], {
+      error: (i) => `kvDtype must be "f32" or "f16", ${got(i)}`,
+    }).optional(),
+    hf: null,
+  },
   qkvBias: { schema: flag("qkvBias"), hf: null },
   oBias: { schema: flag("oBias"), hf: null },
   qkNorm: { schema: flag("qkNorm"), hf: null },
@@ -199,8 +212,9 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       ),
     );
   }
-  // The table's schemas give exactly the fields of ModelConfig (nKvHeads, headDim optional).
-  const c = r.data as Omit<ModelConfig, "nKvHeads" | "headDim"> & Partial<ModelConfig>;
+  // The table's schemas give exactly the fields of ModelConfig (nKvHeads, headDim, kvDtype
+  // optional: their defaults depend on other fields).
+  const c = r.data as Omit<ModelConfig, "nKvHeads" | "headDim" | "kvDtype"> & Partial<ModelConfig>;
   if (!headKinds.includes(c.headKind)) {
     fail([
       `headKind must be ${headKinds.map((k) => `"${k}"`).join(" or ")}, ` +
@@ -243,5 +257,6 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       ]);
     }
   }
-  return { ...c, nKvHeads, headDim: headDim! };
+  const kvDtype = c.kvDtype ?? (c.dtype === "f32" ? "f32" : "f16");
+  return { ...c, nKvHeads, headDim: headDim!, kvDtype };
 }

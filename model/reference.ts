@@ -71,6 +71,11 @@ export function layerRef(
       ropeRef(k.subarray((r * c.nKvHeads + h) * hd, (r * c.nKvHeads + h + 1) * hd), r, rope);
     }
   }
+  if (c.kvDtype === "f16") {
+    // The KV cache stores keys (after RoPE) and values rounded to f16.
+    k.set(Float16Array.from(k));
+    v.set(Float16Array.from(v));
+  }
   const attn = attentionRef(q, k, v, {
     nHeads: c.nHeads,
     nKvHeads: c.nKvHeads,

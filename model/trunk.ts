@@ -59,6 +59,8 @@ export interface Scratch {
   tmp: Tensor;
   /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (1 split for long blocks) */
   partial: Tensor;
+  /** [rows, nHeads] u32 arrival counters of attention's chunks (zero between launches) */
+  arrived: Tensor;
 }
 
 /** Allocates the activations of a block of `rows` rows attending over `capacity` positions. */
@@ -76,23 +78,29 @@ export function allocScratch(a: Arena, c: ModelConfig, rows: number, capacity: n
     gu: f("gu", tiled ? 2 * c.dFF : 1),
     tmp: f("tmp", tiled ? c.dModel : 1),
     partial: f("partial", c.nHeads * (tiled ? 1 : attentionSplits(capacity)) * (2 + c.headDim)),
+    arrived: a.tensor(`arrived[${rows}]`, [rows, c.nHeads], "u32"),
   };
 }
 
 /** The KV cache of one layer. */
 export interface KvCache {
-  /** [capacity, nKvHeads, headDim] */
+  /** [capacity, nKvHeads, headDim]: f32, or f16 pairs in u32 words ([.., headDim / 2]) */
   k: Tensor;
-  /** [capacity, nKvHeads, headDim] */
+  /** [capacity, nKvHeads, headDim]: f32, or f16 pairs in u32 words ([.., headDim / 2]) */
   v: Tensor;
+  /** What k and v hold (the config's kvDtype). */
+  dtype: "f32" | "f16";
 }
 
-/** Allocates `n` layers of KV cache for `capacity` positions. */
+/** Allocates `n` layers of KV cache for `capacity` positions, stored as the config's kvDtype. */
 export function allocKv(a: Arena, c: ModelConfig, capacity: number, n: number): KvCache[] {
-  const shape = [capacity, c.nKvHeads, c.headDim];
+  const f16 = c.kvDtype === "f16";
+  const shape = [capacity, c.nKvHeads, f16 ? c.headDim / 2 : c.headDim];
+  const dtype = f16 ? "u32" : "f32";
   return Array.from({ length: n }, (_, l) => ({
-    k: a.tensor(`k cache ${l}`, shape),
-    v: a.tensor(`v cache ${l}`, shape),
+    k: a.tensor(`k cache ${l}`, shape, dtype),
+    v: a.tensor(`v cache ${l}`, shape, dtype),
+    dtype: c.kvDtype,
   }));
 }
 
@@ -259,16 +267,34 @@ export function layer(
     headDim: c.headDim,
     capacity: ctx.capacity,
   };
+  const cache = { kCache: kv.k, vCache: kv.v, kvDtype: kv.dtype };
+  // Blocks of up to 8 rows rotate q and k and fill the cache in the qkv product's epilogue, unless
+  // the q/k norms (Qwen3) come between them.
+  const fused = rows <= GEMV_MAX_ROWS && !w.qkNorm &&
+    w.qkv.parts.every((p) => p.start % c.headDim === 0 && p.outputs % c.headDim === 0);
   return [
     // [q k v] = (RMSNorm(x) g_attn) [Wq Wk Wv]^T (+ [bq bk bv])
-    ...normLinear(ctx, s, {
-      y: s.qkv,
-      x: o.input,
-      norm: w.inputNorm,
-      w: w.qkv,
-      bias: w.qkvBias,
-      label: `${label}.qkv_proj`,
-    }),
+    // (fused: q, k = RoPE(q, k, pos); cache[pos] = k, v, as below)
+    ...(fused
+      ? gemv(arena, {
+        rows,
+        y: s.qkv,
+        x: o.input,
+        w: w.qkv,
+        bias: w.qkvBias ?? undefined,
+        norm: { weight: w.inputNorm, eps: c.normEps },
+        rope: { ...shape, ...cache, positions, table: ctx.rope },
+        done,
+        label: `${label}.qkv_proj`,
+      })
+      : normLinear(ctx, s, {
+        y: s.qkv,
+        x: o.input,
+        norm: w.inputNorm,
+        w: w.qkv,
+        bias: w.qkvBias,
+        label: `${label}.qkv_proj`,
+      })),
     // q, k = RMSNorm(q) g_q, RMSNorm(k) g_k over each head (Qwen3), before RoPE
     ...(w.qkNorm
       ? qkNorm(arena, {
@@ -282,28 +308,28 @@ export function layer(
       })
       : []),
     // q, k = RoPE(q, k, pos); cache[pos] = k, v
-    ...ropeKv(arena, {
+    ...(fused ? [] : ropeKv(arena, {
       ...shape,
+      ...cache,
       rows,
       positions,
       qkv: s.qkv,
-      kCache: kv.k,
-      vCache: kv.v,
       rope: ctx.rope,
       done,
       label: `${label}.rope_kv`,
-    }),
+    })),
     // attn = softmax(q K^T / sqrt(hd)) V over positions 0..pos, grouped-query
-    // (split over chunks of positions for short blocks, one chunk per row for long ones)
+    // (split over chunks of positions for short blocks, one chunk per row for long ones; the
+    // last chunk of a row to finish merges them)
     ...attention(arena, {
       ...shape,
       rows,
       positions,
       out: s.attn,
       qkv: s.qkv,
-      kCache: kv.k,
-      vCache: kv.v,
+      ...cache,
       partial: s.partial,
+      arrived: s.arrived,
       splits: rows <= GEMV_MAX_ROWS ? attentionSplits(ctx.capacity) : 1,
       done,
       label: `${label}.attention`,

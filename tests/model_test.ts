@@ -10,8 +10,12 @@ import { S } from "../kernels/state.ts";
 import { ALL_FEATURES, f32, FEATURES, randomTokens, readU32, tensorsOf, tiny } from "./helpers.ts";
 
 // f16 weights are rounded in the reference too; q8 and q4 models have their own tests
-// (quantize_test.ts), on the weights the GPU holds.
-const TOL: Record<string, number> = { f32: 1e-4, f16: 1e-4 };
+// (quantize_test.ts), on the weights the GPU holds. f16 models keep an f16 KV cache, rounded in
+// the reference too, but from f64 values where the GPU rounds f32 ones: where the two straddle a
+// rounding midpoint, a key or value lands one f16 step (2^-11) away. One such element moved the
+// tiny model's logits by 1.3e-4 on an H200 (21 tokens); a wrong rotation or cache slot moves them
+// by O(1).
+const tolerance = (c: { kvDtype: string }) => c.kvDtype === "f16" ? 2e-3 : 1e-4;
 
 /** forward() against the whole-model CPU reference at 1, 6 and 21 tokens. */
 async function checkForward(config: ModelConfigInput) {
@@ -26,7 +30,7 @@ async function checkForward(config: ModelConfigInput) {
       for (let h = 0; h < ref.length; h++) {
         const err = relativeError(gpu[h], ref[h]);
         assert.ok(
-          err < TOL[model.config.dtype],
+          err < tolerance(model.config),
           `head ${h + 1}, ${len} tokens: relative error ${err}`,
         );
       }
@@ -50,7 +54,8 @@ for (const headKind of ["transformer", "medusa"] as const) {
           assert.equal(gpu.length, 3);
           for (let h = 0; h < ref.length; h++) {
             const err = relativeError(gpu[h], ref[h]);
-            assert.ok(err < TOL[dtype], `head ${h + 1}, ${len} tokens: relative error ${err}`);
+            const tol = tolerance(model.config);
+            assert.ok(err < tol, `head ${h + 1}, ${len} tokens: relative error ${err}`);
           }
         }
       } finally {

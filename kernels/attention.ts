@@ -2,6 +2,7 @@ import type { Arena, Tensor } from "../gpu/arena.ts";
 import { ShapeError } from "../gpu/errors.ts";
 import { type Dispatch, doneFlag, f32bits, makeDispatch } from "./dispatch.ts";
 import { type AttentionShape, kvCacheWords } from "./rope_kv.ts";
+import { GEMV_MAX_ROWS } from "./gemv.ts";
 import * as wgsl from "./wgsl.ts";
 
 /**
@@ -13,13 +14,32 @@ export function attentionSplits(capacity: number): number {
   return Math.max(1, Math.min(32, Math.ceil(capacity / 32)));
 }
 
+/** Floats of attention partials a long block may take (32 MB). */
+const PARTIAL_BUDGET = 8 << 20;
+
+/**
+ * Chunks per row for a block of `rows` rows: {@link attentionSplits} for blocks of up to 8 rows
+ * (decode and verify: the same for every block size, so rows keep their bits); longer blocks
+ * (prefill, whole-sequence forwards) split as much while their partials fit in 32 MB. Splitting
+ * long rows matters there too: one workgroup walking 500 positions is a chain of dependent
+ * loads.
+ */
+export function blockSplits(
+  rows: number,
+  o: { capacity: number; nHeads: number; headDim: number },
+): number {
+  const splits = attentionSplits(o.capacity);
+  if (rows <= GEMV_MAX_ROWS) return splits;
+  const fit = Math.floor(PARTIAL_BUDGET / (rows * o.nHeads * (2 + o.headDim)));
+  return Math.max(1, Math.min(splits, fit));
+}
+
 /**
  * Causal grouped-query attention of `rows` query rows (row r at positions[r], attending to
  * positions 0..positions[r]) over the KV cache, in one launch: workgroups over (head, row, chunk
  * of positions) write partial results into `partial`, and the last one of each (head, row) to
- * finish merges them into `out`. A few rows (decode, verify) split each row into `splits` chunks
- * (default {@link attentionSplits} of the capacity) to fill the GPU; long blocks (prefill) pass
- * `splits: 1`, their rows are parallelism enough. `partial` holds rows * nHeads * splits *
+ * finish merges them into `out`. Rows split into `splits` chunks (default {@link blockSplits}).
+ * `partial` holds rows * nHeads * splits *
  * (2 + headDim) floats; `arrived` holds rows * nHeads u32 counters, zero before the launch (a
  * fresh buffer) and zero after it.
  */
@@ -36,7 +56,7 @@ export function attention(
     arrived: Tensor;
     out: Tensor;
     rows: number;
-    /** Chunks per row (at most 32); default attentionSplits(capacity). */
+    /** Chunks per row (at most 32); default blockSplits(rows, capacity). */
     splits?: number;
     done?: GPUBuffer;
     label?: string;
@@ -46,7 +66,7 @@ export function attention(
   if (o.headDim > 256 || o.headDim % 4 !== 0) {
     throw new ShapeError(`${label}: headDim must be <= 256 and a multiple of 4, got ${o.headDim}`);
   }
-  const splits = o.splits ?? attentionSplits(o.capacity);
+  const splits = o.splits ?? blockSplits(o.rows, o);
   if (splits < 1 || splits > 32) {
     throw new ShapeError(`${label}: splits must be in [1, 32], got ${splits}`);
   }
@@ -55,7 +75,7 @@ export function attention(
     makeDispatch(arena, {
       kernel: "attention",
       code: wgsl.attention,
-      constants: { KV_F16: o.kvDtype === "f16" },
+      constants: { KV_F16: o.kvDtype === "f16", HD: o.headDim },
       params: [
         o.rows,
         o.nHeads,

@@ -22,9 +22,11 @@ struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u
 @group(0) @binding(7) var<storage, read_write> arrived: array<atomic<u32>>; // [rows, nHeads]: 0 between launches
 @group(0) @binding(8) var<storage, read_write> out: array<f32>; // [rows, nHeads headDim]
 override KV_F16: bool = false;
+override HD: u32 = 64u;  // headDim (P.headDim): a constant, so the loops over it unroll
 const T: u32 = 64u;
 var<workgroup> q: array<vec4f, 64>;
-var<workgroup> scores: array<f32, 64>;
+var<workgroup> scores: array<f32, 64>;  // exp(score - running max) of the block's positions
+var<workgroup> red: array<f32, 64>;
 var<workgroup> last: u32;
 var<workgroup> weight: array<f32, 32>;  // exp(m_c - M) / L per chunk (splits <= 32)
 var<workgroup> ms: array<f32, 32>;
@@ -54,8 +56,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let h = wid.x;
   let r = wid.y;
   let s = wid.z;
-  let hd = P.headDim;
-  let hd4 = hd / 4u;
+  let hd = HD;
+  let hd4 = HD / 4u;
   let len = min(positions[r] + 1u, P.capacity);
   let chunk = max(16u, (len + P.splits - 1u) / P.splits);
   let nChunks = (len + chunk - 1u) / chunk;
@@ -82,22 +84,54 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       for (var d = 0u; d < hd4; d++) { dotv += dot(q[d], key4(kb + d)); }
       sc = dotv * scale;
     }
-    scores[li] = sc;
+    // The block's max by a tree over workgroup memory, then each thread's own exp: no thread
+    // walks all 64 scores for them.
+    red[li] = sc;
+    workgroupBarrier();
+    for (var o = T / 2u; o > 0u; o >>= 1u) {
+      if (li < o) { red[li] = max(red[li], red[li + o]); }
+      workgroupBarrier();
+    }
+    let mt = max(m, red[0]);
+    scores[li] = select(0.0, exp(sc - mt), t < end);
     workgroupBarrier();
     let n = min(T, end - t0);
-    var mt = m;
-    for (var j = 0u; j < n; j++) { mt = max(mt, scores[j]); }
     let corr = exp(m - mt);
     l *= corr;
     acc *= corr;
-    // Positions in fours: the four V loads of a dim are independent, so they overlap.
+    // Positions in sixteens, then fours: the V loads of a dim are independent, so 16 are in
+    // flight at once (a loop of 4 left the step bound by the latency of 16 rounds of loads).
+    let step = P.nKvHeads * hd;
     var j = 0u;
+    for (; j + 16u <= n; j += 16u) {
+      let vb = (t0 + j) * step + kvh * hd;
+      for (var c = 0u; c < 4u; c++) {
+        let d = li + c * T;
+        if (d < hd) {
+          // Named, not an array indexed in a loop (that spills to memory).
+          let v0 = vec4f(value(vb + d), value(vb + step + d), value(vb + 2u * step + d),
+                         value(vb + 3u * step + d));
+          let e1 = vb + 4u * step + d;
+          let v1 = vec4f(value(e1), value(e1 + step), value(e1 + 2u * step), value(e1 + 3u * step));
+          let e2 = vb + 8u * step + d;
+          let v2 = vec4f(value(e2), value(e2 + step), value(e2 + 2u * step), value(e2 + 3u * step));
+          let e3 = vb + 12u * step + d;
+          let v3 = vec4f(value(e3), value(e3 + step), value(e3 + 2u * step), value(e3 + 3u * step));
+          acc[c] += dot(vec4f(scores[j], scores[j + 1u], scores[j + 2u], scores[j + 3u]), v0);
+          acc[c] += dot(vec4f(scores[j + 4u], scores[j + 5u], scores[j + 6u], scores[j + 7u]), v1);
+          acc[c] += dot(vec4f(scores[j + 8u], scores[j + 9u], scores[j + 10u], scores[j + 11u]), v2);
+          acc[c] += dot(vec4f(scores[j + 12u], scores[j + 13u], scores[j + 14u], scores[j + 15u]), v3);
+        }
+      }
+      for (var u = 0u; u < 4u; u++) {
+        let i = j + 4u * u;
+        l += scores[i] + scores[i + 1u] + scores[i + 2u] + scores[i + 3u];
+      }
+    }
     for (; j + 4u <= n; j += 4u) {
-      let p = vec4f(exp(scores[j] - mt), exp(scores[j + 1u] - mt), exp(scores[j + 2u] - mt),
-                    exp(scores[j + 3u] - mt));
+      let p = vec4f(scores[j], scores[j + 1u], scores[j + 2u], scores[j + 3u]);
       l += p.x + p.y + p.z + p.w;
-      let vb = (t0 + j) * P.nKvHeads * hd + kvh * hd;
-      let step = P.nKvHeads * hd;
+      let vb = (t0 + j) * step + kvh * hd;
       for (var c = 0u; c < 4u; c++) {
         let d = li + c * T;
         if (d < hd) {
@@ -108,7 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       }
     }
     for (; j < n; j++) {
-      let p = exp(scores[j] - mt);
+      let p = scores[j];
       l += p;
       let vb = ((t0 + j) * P.nKvHeads + kvh) * hd;
       for (var c = 0u; c < 4u; c++) {

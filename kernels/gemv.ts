@@ -174,13 +174,11 @@ export function gemv(arena: Arena, o: {
     // Blocks of 2-4 rows: two output rows per thread, so each x load serves two weight rows,
     // unless the matrix is gated (one x load already serves gate and up) or the workgroups would
     // drop below 96 (bench/overhead.ts sweep on an H200). Output bits do not depend on this.
-    const twoRows = rowsPerGroup > 1 && rowsPerGroup <= 4 && !w.gated && !rope &&
+    const twoRows = rowsPerGroup > 1 && rowsPerGroup <= 4 && !w.gated &&
       (p.outputs * tpr) / 512 >= 96;
     const ro = o.tune?.rowsPerThread ?? (twoRows ? 2 : 1);
-    if (ro * rowsPerGroup > GEMV_MAX_ROWS || (rope && ro > 1)) {
-      throw new ShapeError(
-        `${label}: rowsPerThread * rows must be <= ${GEMV_MAX_ROWS}, and 1 with the RoPE epilogue`,
-      );
+    if (ro * rowsPerGroup > GEMV_MAX_ROWS) {
+      throw new ShapeError(`${label}: rowsPerThread * rows must be <= ${GEMV_MAX_ROWS}`);
     }
     const [gx, gz] = grid(Math.ceil(p.outputs / ((256 / tpr) * ro)));
     return makeDispatch(arena, {

@@ -4,8 +4,8 @@
 //   where x' = x, or with NORM x' = RMSNorm(x) * g computed on the fly (the norm is fused here)
 //   GATED:  y[r, o] = silu(W[n, :] . x'[r, :]) * (W[N + n, :] . x'[r, :]) (SwiGLU, W = [gate; up])
 // Memory bound: 16-byte weight loads, two in flight per thread (the K loop is unrolled by hand),
-// each weight read once for up to 8 query rows; with RO = 2 a thread also owns the next output
-// row, so each x load serves two rows of W. Accumulators live in vec4s (query rows 0-3, 4-7)
+// each weight read once for up to 8 query rows; with RO = 2 a thread also owns a second output
+// row (the next one, or with ROPE its RoPE partner), so each x load serves two rows of W. Accumulators live in vec4s (query rows 0-3, 4-7)
 // updated by straight-line code that the ROWS override switches on, so nothing spills to local
 // memory. TPR threads share an output row and reduce through workgroup memory in a fixed order:
 // a thread's slice of K depends only on TPR, so a row gets the same bits whatever ROWS and RO are
@@ -40,7 +40,7 @@ override BIAS: bool = false;
 override SILU: bool = false;
 override RESIDUAL: bool = false;
 override NORM: bool = false;
-override ROPE: bool = false;   // RO = 1
+override ROPE: bool = false;
 override KV_F16: bool = false; // (ROPE) the cache holds f16 pairs
 const WG: u32 = 256u;
 var<workgroup> invRms: array<f32, 8>;
@@ -128,7 +128,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let lane = li % TPR;
   let wg = wid.x + wid.z * nwg.x;
   let n = outRow((wg * outs + o) * RO);
-  let second = RO > 1u && n + 1u < P.n;
+  let nB = outRow((wg * outs + o) * RO + 1u);  // RO = 2: n + 1, or with ROPE n's RoPE partner
+  let second = RO > 1u && nB < P.n;
   let r0 = wid.y * ROWS;
   let k4 = P.k / 4u;
   var perRow = k4;  // vec4<u32> per weight row
@@ -165,8 +166,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (n < P.n) {
     let baseA = n * perRow;
     let baseAUp = (P.n + n) * perRow;
-    let baseB = baseA + perRow;
-    let baseBUp = baseAUp + perRow;
+    let baseB = nB * perRow;
+    let baseBUp = (P.n + nB) * perRow;
     // Two K steps per iteration (i, i + TPR), summed in that order: the same order as one at a time.
     var i = lane;
     for (; i + TPR < perRow; i += 2u * TPR) {
@@ -281,5 +282,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
     if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
   }
-  if (ROPE) { ropeEpilogue(li, oo, r, r0, nn, v, live); }
+  if (ROPE) { ropeEpilogue(li, oo * RO + jr / ROWS, r, r0, nn, v, live); }
 }

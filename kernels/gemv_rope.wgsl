@@ -16,9 +16,9 @@ fn outRow(j: u32) -> u32 {
   return (p / half) * P.headDim + p % half + (j % 2u) * half;
 }
 
-// Thread li of the epilogue holds v = output row nn (of this part; thread group g) for query row
-// r (of the workgroup's block from row r0); `live` marks real (row, query row) pairs. Called by
-// every thread of the workgroup.
+// Thread li = g ROWS + r of the epilogue holds v = output row nn (of this part; the workgroup's
+// g-th, outRow(first + g)) for query row r (of the workgroup's block from row r0); `live` marks
+// real (row, query row) pairs. Called by every thread of the workgroup.
 fn ropeEpilogue(li: u32, g: u32, r: u32, r0: u32, nn: u32, v: f32, live: bool) {
   workgroupBarrier();  // partial's sums are read
   partial[li] = v;

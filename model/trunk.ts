@@ -17,7 +17,7 @@ import { gemv, GEMV_MAX_ROWS } from "../kernels/gemv.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { qkNorm } from "../kernels/qk_norm.ts";
 import { ropeKv } from "../kernels/rope_kv.ts";
-import { attention, attentionSplits } from "../kernels/attention.ts";
+import { attention, blockSplits } from "../kernels/attention.ts";
 import { add } from "../kernels/add.ts";
 import { swiglu } from "../kernels/swiglu.ts";
 import type { ModelConfig } from "./config.ts";
@@ -57,7 +57,7 @@ export interface Scratch {
   gu: Tensor;
   /** [rows, dModel] projection before its residual add (tiled path only) */
   tmp: Tensor;
-  /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (1 split for long blocks) */
+  /** [rows, nHeads, splits, 2 + headDim] per-chunk attention partials (splits: blockSplits()) */
   partial: Tensor;
   /** [rows, nHeads] u32 arrival counters of attention's chunks (zero between launches) */
   arrived: Tensor;
@@ -77,7 +77,7 @@ export function allocScratch(a: Arena, c: ModelConfig, rows: number, capacity: n
     ff: f("ff", c.dFF),
     gu: f("gu", tiled ? 2 * c.dFF : 1),
     tmp: f("tmp", tiled ? c.dModel : 1),
-    partial: f("partial", c.nHeads * (tiled ? 1 : attentionSplits(capacity)) * (2 + c.headDim)),
+    partial: f("partial", c.nHeads * blockSplits(rows, { ...c, capacity }) * (2 + c.headDim)),
     arrived: a.tensor(`arrived[${rows}]`, [rows, c.nHeads], "u32"),
   };
 }
@@ -319,8 +319,7 @@ export function layer(
       label: `${label}.rope_kv`,
     })),
     // attn = softmax(q K^T / sqrt(hd)) V over positions 0..pos, grouped-query
-    // (split over chunks of positions for short blocks, one chunk per row for long ones; the
-    // last chunk of a row to finish merges them)
+    // (split over chunks of positions; the last chunk of a row to finish merges them)
     ...attention(arena, {
       ...shape,
       rows,
@@ -330,7 +329,6 @@ export function layer(
       ...cache,
       partial: s.partial,
       arrived: s.arrived,
-      splits: rows <= GEMV_MAX_ROWS ? attentionSplits(ctx.capacity) : 1,
       done,
       label: `${label}.attention`,
     }),

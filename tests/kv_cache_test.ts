@@ -170,7 +170,7 @@ Deno.test("gemv() with the RoPE epilogue gives each row the same bits whatever t
       ["q4", qmatrix(a, N, k, { seed: 82, dtype: "q4" }).m],
     ] as [string, Matrix][]
   ) {
-    const launch = async (rows: number) => {
+    const launch = async (rows: number, rowsPerThread?: 1 | 2) => {
       const kCache = poisonedCache(a, cacheLen, "f16");
       const vCache = poisonedCache(a, cacheLen, "f16");
       const y = poisoned(a, rows * N);
@@ -184,7 +184,7 @@ Deno.test("gemv() with the RoPE epilogue gives each row the same bits whatever t
         vCache,
         kvDtype: "f16" as const,
       };
-      run(a.gpu, gemv(a, { x, w: m, y, rows, rope }), "t");
+      run(a.gpu, gemv(a, { x, w: m, y, rows, rope, tune: { rowsPerThread } }), "t");
       const words = shape.nKvHeads * hd / 2;
       return {
         q: Array.from((await readF32(a, y, N)).subarray(0, shape.nHeads * hd)),

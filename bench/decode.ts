@@ -149,8 +149,12 @@ function weightBytesPerStep(model: Model, withHeads: boolean): number {
   return total;
 }
 
-/** A profile line: label family, microseconds, launches, weight bytes its launches read. */
-type ProfileRow = [string, number, number, number];
+/**
+ * A profile line: label family, microseconds with each launch repeated (caches warm from the
+ * repeats), launches, weight bytes its launches read, microseconds with each launch once in step
+ * order (the caches as the step leaves them).
+ */
+type ProfileRow = [string, number, number, number, number];
 
 /** Weight bytes a matrix-product launch family reads (0 for other kernels). */
 function matrixBytes(model: Model, kind: string): number {
@@ -187,14 +191,22 @@ async function profileStep(model: Model, k: number): Promise<ProfileRow[]> {
       });
       times.push(medianNs / reps);
     }
-    const byKind = new Map<string, [number, number]>();
+    // Each launch once, in step order, in its own timed pass: what it takes inside a real step,
+    // where a matrix smaller than the L2 cache is not left there by its own previous run.
+    const inOrder: number[][] = program.map(() => []);
+    for (let rep = 0; rep < 5; rep++) {
+      const { ns } = await timePasses(gpu, program.length, (pass, i) => encode(pass, [program[i]]));
+      ns.forEach((t, i) => inOrder[i].push(t));
+    }
+    const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+    const byKind = new Map<string, [number, number, number]>();
     program.forEach((d, i) => {
       const kind = d.label.replace(/^layers\.\d+\./, "layer.");
-      const [t, n] = byKind.get(kind) ?? [0, 0];
-      byKind.set(kind, [t + times[i], n + 1]);
+      const [t, n, o] = byKind.get(kind) ?? [0, 0, 0];
+      byKind.set(kind, [t + times[i], n + 1, o + median(inOrder[i])]);
     });
-    return [...byKind.entries()].map(([kind, [t, n]]) =>
-      [kind, t / 1e3, n, matrixBytes(model, kind)] as ProfileRow
+    return [...byKind.entries()].map(([kind, [t, n, o]]) =>
+      [kind, t / 1e3, n, matrixBytes(model, kind), o / 1e3] as ProfileRow
     )
       .sort((a, b) => b[1] - a[1]);
   } finally {
@@ -457,19 +469,35 @@ if (contextRows.length > 0) {
 console.log("\n" + table.join("\n"));
 for (const [k, p] of Object.entries(profiles)) {
   const total = p.reduce((s, [, t]) => s + t, 0);
+  const once = p.reduce((s, r) => s + r[4], 0);
+  const launches = p.reduce((s, [, , n]) => s + n, 0);
   console.log(
-    `\nprofile, ${k} (each launch repeated 20 times in one pass: launch gaps included): ${
+    `\nprofile, ${k}: each launch repeated 20 times in one pass (launch gaps included): ${
       total.toFixed(1)
-    } us`,
+    } us; each launch once in step order, a pass each: ${once.toFixed(1)} us; ${launches} launches`,
   );
-  for (const [kind, t, n, bytes] of p.slice(0, 12)) {
-    const bw = bytes > 0
-      ? `, ${(bytes / t / 1e3).toFixed(0)} GB/s = ${
-        (100 * bytes / t / 1e3 / copy).toFixed(0)
-      }% of copy`
+  const gbps = (bytes: number, us: number) =>
+    bytes > 0
+      ? `, ${(bytes / us / 1e3).toFixed(0)} GB/s = ${(100 * bytes / us / 1e3 / copy).toFixed(0)}%`
       : "";
-    console.log(`  ${kind.padEnd(36)} ${t.toFixed(1).padStart(8)} us  (${n} launches${bw})`);
+  for (const [kind, t, n, bytes, o] of p.slice(0, 12)) {
+    console.log(
+      `  ${kind.padEnd(28)} repeated ${t.toFixed(1).padStart(7)} us${gbps(bytes, t)}; ` +
+        `in order ${o.toFixed(1).padStart(7)} us${gbps(bytes, o)} (${n} launches)`,
+    );
   }
+}
+// The cost model: step time = kernel time in step order + launches x the gap between launches.
+for (const r of rows.filter((r) => r.run === "greedy")) {
+  const p = profiles[`${r.model} greedy step`];
+  if (!p) continue;
+  const once = p.reduce((s, x) => s + x[4], 0);
+  const gap = (r.msPerStep * 1e3 - once) / r.dispatchesPerStep;
+  console.log(
+    `cost model, ${r.model} greedy: ${(r.msPerStep * 1e3).toFixed(0)} us/step = ${
+      once.toFixed(0)
+    } us of kernels (in step order) + ${r.dispatchesPerStep} launches x ${gap.toFixed(2)} us`,
+  );
 }
 if (args.json) {
   await Deno.writeTextFile(

@@ -14,7 +14,17 @@ struct Params { rows: u32, k: u32, dstRow: u32, scaleBase: u32, scaleStride: u32
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;  // the part buffer
 override Q4: bool = false;
 
-fn f16round(v: f32) -> f32 { return unpack2x16float(pack2x16float(vec2f(v, 0.0))).x; }
+// v rounded to f16, decoded by hand: NVIDIA's compiler folds unpack2x16float(pack2x16float(v))
+// back to v, and codes computed with the unrounded scale came out one step off (H200).
+fn f16round(v: f32) -> f32 {
+  let h = pack2x16float(vec2f(v, 0.0)) & 0xffffu;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  var a = bitcast<f32>(((e + 112u) << 23u) | (m << 13u));  // normal: 2^(e-15) (1 + m / 1024)
+  if (e == 0u) { a = f32(m) * 5.9604645e-8; }              // subnormal: m 2^-24
+  if (e == 31u) { a = bitcast<f32>(0x7f800000u | (m << 13u)); }
+  return select(a, -a, (h & 0x8000u) != 0u);
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {

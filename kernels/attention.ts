@@ -14,6 +14,9 @@ export function attentionSplits(capacity: number): number {
   return Math.max(1, Math.min(32, Math.ceil(capacity / 32)));
 }
 
+/** Fewest positions an attention chunk takes. */
+export const ATTENTION_MIN_CHUNK = 16;
+
 /** Floats of attention partials a long block may take (32 MB). */
 const PARTIAL_BUDGET = 8 << 20;
 
@@ -75,7 +78,7 @@ export function attention(
     makeDispatch(arena, {
       kernel: "attention",
       code: wgsl.attention,
-      constants: { KV_F16: o.kvDtype === "f16", HD: o.headDim },
+      constants: { KV_F16: o.kvDtype === "f16", HD: o.headDim, MIN_CHUNK: ATTENTION_MIN_CHUNK },
       params: [
         o.rows,
         o.nHeads,

@@ -1,7 +1,7 @@
 // Attention (flash-decoding, one launch): causal grouped-query attention of a block of query
 // rows, each split over up to `splits` chunks of positions, so that short blocks (decode, verify)
 // still fill the GPU; long blocks (prefill) use one chunk per row. A row attending to
-// len = positions[row] + 1 positions uses chunks of C = max(16, ceil(len / splits));
+// len = positions[row] + 1 positions uses chunks of C = max(MIN_CHUNK, ceil(len / splits));
 // workgroup (head, row, chunk) covers [chunk * C, min((chunk + 1) * C, len)) and writes its
 // running max m, sum l and unnormalised output acc to `part`. The last workgroup of a (head, row)
 // to finish (an arrival counter, reset by that workgroup) merges the chunks:
@@ -23,6 +23,7 @@ struct Params { rows: u32, nHeads: u32, nKvHeads: u32, headDim: u32, capacity: u
 @group(0) @binding(8) var<storage, read_write> out: array<f32>; // [rows, nHeads headDim]
 override KV_F16: bool = false;
 override HD: u32 = 64u;  // headDim (P.headDim): a constant, so the loops over it unroll
+override MIN_CHUNK: u32 = 16u;  // fewest positions a chunk takes
 const T: u32 = 64u;
 var<workgroup> q: array<vec4f, 64>;
 var<workgroup> scores: array<f32, 64>;  // exp(score - running max) of the block's positions
@@ -59,7 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let hd = HD;
   let hd4 = HD / 4u;
   let len = min(positions[r] + 1u, P.capacity);
-  let chunk = max(16u, (len + P.splits - 1u) / P.splits);
+  let chunk = max(MIN_CHUNK, (len + P.splits - 1u) / P.splits);
   let nChunks = (len + chunk - 1u) / chunk;
   let start = s * chunk;
   if (start >= len) { return; }
@@ -152,6 +153,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     }
     m = mt;
     workgroupBarrier();
+  }
+  // A row of one chunk needs no merge: out = acc / l, the bits the merge would give (its weight
+  // is exp(0) / l).
+  if (nChunks == 1u) {
+    let w = 1.0 / l;
+    for (var c = 0u; c < 4u; c++) {
+      let d = li + c * T;
+      if (d < hd) { out[(r * P.nHeads + h) * hd + d] = w * acc[c]; }
+    }
+    return;
   }
   let row = (r * P.nHeads + h) * P.splits;
   let base = (row + s) * (2u + hd);

@@ -148,7 +148,7 @@ export function gemv(arena: Arena, o: {
       const [gx, gz] = grid(Math.ceil(p.outputs / (256 / tpr)));
       return makeDispatch(arena, {
         kernel: "gemv_q",
-        code: wgsl.gemvQ + wgsl.gemvRope,
+        code: wgsl.gemvQ + wgsl.gemvEpilogue,
         constants: {
           Q4: w.dtype === "q4",
           // 32 bytes in flight per thread, as the f16 kernel's two 16-byte loads
@@ -183,7 +183,7 @@ export function gemv(arena: Arena, o: {
     const [gx, gz] = grid(Math.ceil(p.outputs / ((256 / tpr) * ro)));
     return makeDispatch(arena, {
       kernel: "gemv",
-      code: wgsl.gemv + wgsl.gemvRope,
+      code: wgsl.gemv + wgsl.gemvEpilogue,
       constants: {
         F16: f16,
         ROWS: rowsPerGroup,

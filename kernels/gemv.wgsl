@@ -12,8 +12,8 @@
 // (speculative == greedy).
 // Row r of x starts at vec4 x4Offset + r x4Stride and row r of y at yOffset + r outStride, so x
 // and y may be rows of wider tensors (one head's slice of a block).
-// ROPE (the qkv projection of decode and verify blocks): gemv_rope.wgsl, appended, rotates q and k
-// and stores k and v into the KV cache instead of y.
+// The epilogue (the reduction over TPR threads, then norm, bias, activation, residual, or with ROPE
+// RoPE and the KV-cache write) is gemv_epilogue.wgsl, appended by the launcher.
 struct Params {
   n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32,
   x4Offset: u32, x4Stride: u32, yOffset: u32, nHeads: u32, nKvHeads: u32, headDim: u32,
@@ -47,8 +47,6 @@ var<workgroup> invRms: array<f32, 8>;
 // [1 or 2 (gated)][RO * ROWS <= 8][WG]. Sizing it per variant (as small as 1 KB) made the gated
 // 1.1B product 20% slower on an H200 (more workgroups per SM), so it stays at the largest size.
 var<workgroup> partial: array<f32, 4096>;
-
-fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
 // The x (and norm weight g) vectors of K step i for query rows r0 .. r0+ROWS-1, loaded once and
 // applied to every weight row a thread handles (gate, up, a second output row). f16: 8 values
@@ -259,28 +257,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
   workgroupBarrier();
-  let oo = li / (RO * ROWS);
-  let jr = li % (RO * ROWS);  // ro * ROWS + r
-  let r = jr % ROWS;
-  let nn = outRow((wg * outs + oo) * RO + jr / ROWS);
-  let live = li < outs * RO * ROWS && nn < P.n && r0 + r < P.rows;
-  var v = 0.0;
-  if (live) {
-    var s = 0.0;
-    var su = 0.0;
-    for (var t = 0u; t < TPR; t++) {
-      s += partial[jr * WG + oo * TPR + t];
-      if (GATED) { su += partial[(RO * ROWS + jr) * WG + oo * TPR + t]; }
-    }
-    v = s;
-    if (NORM) {
-      v *= invRms[r];
-      su *= invRms[r];
-    }
-    if (BIAS) { v += b[P.outOffset + nn]; }
-    if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-    if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
-    if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
-  }
-  if (ROPE) { ropeEpilogue(li, oo * RO + jr / ROWS, r, r0, nn, v, live); }
+  epilogue(li, wg, outs, r0);
 }

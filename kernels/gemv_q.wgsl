@@ -11,7 +11,7 @@
 // d * (q . x) over its 8 weights; steps are added in a fixed order that depends on TPR and
 // UNROLL only, and TPR threads reduce in a fixed order, so a row gets the same bits whatever
 // ROWS is (speculative == greedy).
-// ROPE: gemv_rope.wgsl's epilogue, as in gemv.wgsl.
+// The epilogue is gemv.wgsl's (gemv_epilogue.wgsl, appended), with one output row per thread.
 struct Params {
   n: u32, k: u32, rows: u32, resDim: u32, eps: u32, outOffset: u32, outStride: u32,
   x4Offset: u32, x4Stride: u32, yOffset: u32, nHeads: u32, nKvHeads: u32, headDim: u32,
@@ -42,10 +42,9 @@ override NORM: bool = false;
 override ROPE: bool = false;
 override KV_F16: bool = false; // (ROPE) the cache holds f16 pairs
 const WG: u32 = 256u;
+const RO: u32 = 1u;  // output rows per thread (gemv.wgsl's override)
 var<workgroup> invRms: array<f32, 8>;
 var<workgroup> partial: array<f32, 4096>;  // [1 or 2 (gated)][ROWS][WG]
-
-fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
 // Integers to floats without a conversion instruction: the float with bits 0x4B000000 | m is
 // 2^23 + m exactly for m < 2^23.
@@ -191,27 +190,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (GATED) { partial[(ROWS + r) * WG + li] = su; }
   }
   workgroupBarrier();
-  let oo = li / ROWS;
-  let r = li % ROWS;
-  let nn = outRow(wg * outs + oo);
-  let live = li < outs * ROWS && nn < P.n && r0 + r < P.rows;
-  var v = 0.0;
-  if (live) {
-    var s = 0.0;
-    var su = 0.0;
-    for (var t = 0u; t < TPR; t++) {
-      s += partial[r * WG + oo * TPR + t];
-      if (GATED) { su += partial[(ROWS + r) * WG + oo * TPR + t]; }
-    }
-    v = s;
-    if (NORM) {
-      v *= invRms[r];
-      su *= invRms[r];
-    }
-    if (BIAS) { v += b[P.outOffset + nn]; }
-    if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
-    if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
-    if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
-  }
-  if (ROPE) { ropeEpilogue(li, oo, r, r0, nn, v, live); }
+  epilogue(li, wg, outs, r0);
 }

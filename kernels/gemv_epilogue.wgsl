@@ -1,12 +1,47 @@
-// The qkv projection's epilogue, appended to gemv.wgsl and gemv_q.wgsl by their launcher (ROPE):
-// RoPE on the query and key rows of the fused [q; k; v] output, queries stored to y, rotated keys
-// and the values stored into the KV cache at the row's position (rope_kv.wgsl's job, without its
-// launch). The kernel declares what this uses: P (nHeads, nKvHeads, headDim, capacity, and y's
-// layout), positions, rope, kCache, vCache, y, partial, ROWS, KV_F16.
+// The epilogue of gemv.wgsl and gemv_q.wgsl, appended to both by their launcher: the partial sums
+// in workgroup memory ([gate; up][RO ROWS][WG], written as (output row ro, query row r) at
+// (ro ROWS + r) WG + li) reduced over TPR threads in a fixed order, then the norm's 1 / rms, bias,
+// activation and residual, stored to y. The kernel declares what this uses: P, b, res, y, invRms,
+// partial, positions, rope, kCache, vCache, and the overrides TPR, ROWS, RO, GATED, BIAS, SILU,
+// RESIDUAL, NORM, ROPE, KV_F16.
+// ROPE (the qkv projection of decode and verify blocks): RoPE on the query and key rows of the
+// fused [q; k; v] output, queries stored to y, rotated keys and the values stored into the KV
+// cache at the row's position (rope_kv.wgsl's job, without its launch).
 // RoPE pairs output i with i + headDim/2, so outRow() hands a workgroup's thread groups the rows
 // of whole pairs: thread group 2p + e computes row i + e headDim/2 of pair p = (head, i), and the
 // f16 cache's neighbour dims (2i, 2i + 1) are two groups apart in the same workgroup (headDim/2
 // is even and a workgroup holds an even number of pairs).
+
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
+
+// The workgroup's outputs, after its partial sums are in `partial` (a barrier behind them): thread
+// li finishes output row (ro, query row r) of thread group li / (RO ROWS). Called by every thread.
+fn epilogue(li: u32, wg: u32, outs: u32, r0: u32) {
+  let oo = li / (RO * ROWS);
+  let jr = li % (RO * ROWS);  // ro * ROWS + r
+  let r = jr % ROWS;
+  let nn = outRow((wg * outs + oo) * RO + jr / ROWS);
+  let live = li < outs * RO * ROWS && nn < P.n && r0 + r < P.rows;
+  var v = 0.0;
+  if (live) {
+    var s = 0.0;
+    var su = 0.0;
+    for (var t = 0u; t < TPR; t++) {
+      s += partial[jr * WG + oo * TPR + t];
+      if (GATED) { su += partial[(RO * ROWS + jr) * WG + oo * TPR + t]; }
+    }
+    v = s;
+    if (NORM) {
+      v *= invRms[r];
+      su *= invRms[r];
+    }
+    if (BIAS) { v += b[P.outOffset + nn]; }
+    if (GATED) { v = silu(v) * su; } else if (SILU) { v = silu(v); }
+    if (RESIDUAL) { v += res[(r0 + r) * P.resDim + (P.outOffset + nn) % P.resDim]; }
+    if (!ROPE) { y[P.yOffset + (r0 + r) * P.outStride + P.outOffset + nn] = v; }
+  }
+  if (ROPE) { ropeEpilogue(li, oo * RO + jr / ROWS, r, r0, nn, v, live); }
+}
 
 // Output row of thread group j (the identity without ROPE).
 fn outRow(j: u32) -> u32 {

@@ -25,6 +25,10 @@ export interface DraftHost {
   k: number;
   /** Tokens in the prompt. */
   promptLength: number;
+  /** [k] u32: positions of the block's rows. */
+  positions: Tensor;
+  /** [capacity] u32: the sequence, prompt then generated tokens. */
+  tokens: Tensor;
 }
 
 /** A draft source attached to one generation; all buffers it makes belong to the generation. */
@@ -61,13 +65,19 @@ export interface DraftSource {
 export function headDraftSource(): DraftSource {
   return {
     name: "heads",
-    attach({ model, ctx, state, ids, k }) {
-      const run = model.kind.attach(ctx, model.trunk, model.heads);
+    attach({ model, ctx, state, ids, k, positions, tokens }) {
+      const run = model.kind.attach(ctx, model.trunk, model.heads, k);
       return {
         firstDrafts: new Array(k - 1).fill(NO_TOKEN),
         beforeVerify: (b) => run.block(b),
         afterVerify: (b) =>
-          run.draft({ s: b.s, row: { buffer: state.buffer, at: S.HEAD_ROW }, ids }),
+          run.draft({
+            s: b.s,
+            row: { buffer: state.buffer, at: S.HEAD_ROW },
+            ids,
+            positions,
+            tokens,
+          }),
       };
     },
   };

@@ -45,7 +45,11 @@ export interface GenerateOptions {
   mode?: "greedy" | "speculative";
   /** Where speculative drafts come from; default the model's heads ({@link headDraftSource}). */
   drafts?: DraftSource;
-  /** Rows verified per step in speculative mode, in [1, 8]; default the model's nFuture. */
+  /**
+   * Rows verified per step in speculative mode, in [1, 8]: 1 + drafts per step. Default the
+   * model's nFuture, or for sequential MTP modules mtpDepth + 1 (any size works for them: past
+   * the trained modules the last one drafts again).
+   */
   blockSize?: number;
   /** Record GPU timestamps per batch of steps (when the device supports them). */
   timestamps?: boolean;
@@ -113,6 +117,11 @@ function promptIds(model: Model, prompt: Prompt, tokenizer: Tokenizer | null): r
     return ids;
   }
   return prompt as readonly number[];
+}
+
+/** Rows of a speculative block with the model's own heads as drafts. */
+function defaultBlockSize(c: Model["config"]): number {
+  return c.headKind === "sequential" ? c.mtpDepth + 1 : c.nFuture;
 }
 
 /** Stop ids for the GPU, and strings the host finds in the text. */
@@ -192,7 +201,8 @@ function validate(model: Model, prompt: readonly number[], o: GenerateOptions): 
     );
   }
   if (
-    o.mode === "speculative" && !o.drafts && o.blockSize !== undefined && o.blockSize !== c.nFuture
+    o.mode === "speculative" && !o.drafts && o.blockSize !== undefined &&
+    o.blockSize !== c.nFuture && c.headKind !== "sequential"
   ) {
     throw new InvalidInputError(
       `with the model's heads as drafts the block size is nFuture (${c.nFuture}); got ${o.blockSize}`,
@@ -241,7 +251,7 @@ export async function* generate(
   const longestStop = Math.max(0, ...stop.strings.map((s) => s.length));
   const c = model.config;
   const speculative = options.mode === "speculative";
-  const k = speculative ? options.blockSize ?? c.nFuture : 1;
+  const k = speculative ? options.blockSize ?? defaultBlockSize(c) : 1;
   const release = model.acquire();
   const alive = () => {
     if (model.disposed) throw new ModelStateError("the model was disposed during generation");

@@ -114,6 +114,8 @@ export class Session {
       ids: this.ids,
       k: this.k,
       promptLength: o.promptLength,
+      positions: this.positions,
+      tokens: this.tokens,
     }) ?? null;
     const block: Block = {
       s: allocScratch(a, c, this.k, this.capacity),
@@ -171,6 +173,7 @@ export class Session {
         s: allocScratch(a, this.model.config, rows, this.capacity),
         ids: a.tensor(`prefill ids[${rows}]`, [rows], "u32"),
         positions: a.tensor(`prefill positions[${rows}]`, [rows], "u32"),
+        next: this.tokens, // the prompt: every prefill row's next token is known
       };
       const program = [
         ...trunk(this.ctx, this.model.trunk, {

@@ -12,8 +12,9 @@ import { describeValue } from "../gpu/errors.ts";
 
 /**
  * Runs the trunk and every head over `tokens` (positions 0..n-1) and returns, per head, the
- * logits [n, vocabSize] row-major (head 1 first). A host sync: for tests and tools, not for
- * decoding.
+ * logits [n, vocabSize] row-major (head 1 first). Sequential MTP modules are teacher-forced:
+ * module k reads the true token t_{i+k} at row i, so head k + 1 has only n - k rows. A host
+ * sync: for tests and tools, not for decoding.
  *
  * @throws {InvalidInputError} for ids outside the vocabulary or more than maxSeqLen tokens;
  * {@link ModelStateError} if the model is disposed, before or during the call.
@@ -69,7 +70,7 @@ export async function forward(model: Model, tokens: readonly number[]): Promise<
     const s = allocScratch(arena, c, n, n);
     const ids = arena.tensor("ids", [n], "u32", Uint32Array.from(tokens));
     const positions = arena.tensor("positions", [n], "u32", Uint32Array.from(tokens, (_, i) => i));
-    const block = { s, ids, positions };
+    const block = { s, ids, positions, next: ids };
     const heads = model.kind.attach(ctx, model.trunk, model.heads);
     const head1 = arena.tensor("head1.logits", [n, c.vocabSize]);
     const program = [
@@ -89,9 +90,10 @@ export async function forward(model: Model, tokens: readonly number[]): Promise<
     }
     return views.map((v) => {
       const all = read.get(v.tensor.buffer)!;
-      if (v.rowStride === c.vocabSize && v.offset === 0) return all.slice(0, n * c.vocabSize);
-      const out = new Float32Array(n * c.vocabSize);
-      for (let r = 0; r < n; r++) {
+      const rows = v.rows ?? n;
+      if (v.rowStride === c.vocabSize && v.offset === 0) return all.slice(0, rows * c.vocabSize);
+      const out = new Float32Array(rows * c.vocabSize);
+      for (let r = 0; r < rows; r++) {
         out.set(
           all.subarray(v.offset + r * v.rowStride, v.offset + r * v.rowStride + c.vocabSize),
           r * c.vocabSize,

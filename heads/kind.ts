@@ -5,8 +5,8 @@
  *
  * The interface is shaped for the three kinds in use: independent heads over the trunk's last
  * hidden state (Meta's transformer heads, Medusa), and sequential MTP modules (DeepSeek-V3,
- * MiMo) whose draft for position t+k also reads the embedding of token t+k-1: `draft` gets the
- * block's token ids and writes each draft there before the next module runs, all on the GPU.
+ * MiMo, GLM) whose draft for position t+k also reads the embedding of token t+k-1: `draft` gets
+ * the block's token ids and writes each draft there before the next module runs, all on the GPU.
  * @module
  */
 import type { Tensor } from "../gpu/arena.ts";
@@ -25,6 +25,12 @@ export interface Block {
   ids: Tensor;
   /** [rows] u32: each row's position. */
   positions: Tensor;
+  /**
+   * The sequence by position, when the token after every row is already in it (prefill chunks,
+   * full forwards): heads whose state depends on the next token (sequential MTP modules) fill
+   * it from here. Absent for decode blocks, whose next tokens the verifier writes.
+   */
+  next?: Tensor;
 }
 
 /** Where head j's logits of row r are: `tensor[offset + r * rowStride ..][0 .. vocab)`. */
@@ -35,6 +41,8 @@ export interface LogitsView {
   offset: number;
   /** Elements between rows. */
   rowStride: number;
+  /** Rows it has, when fewer than the block's (sequential module k: rows - k). */
+  rows?: number;
 }
 
 /** A kind's launches for one program (a generation, a forward), with its per-run buffers. */
@@ -51,11 +59,14 @@ export interface HeadRun {
    */
   logits(b: Block): { program: Dispatch[]; heads: LogitsView[] };
   /**
-   * Drafts for the next block from one row of this block (its index read on the GPU, e.g. the
-   * row the verifier accepted last): writes the greedy pick of head j + 2 to `ids[1 + j]` for
-   * j < nFuture - 1. `ids[0]` already holds the next block's first token.
+   * Drafts for the next block, after the verifier: from one row of this block (its index read on
+   * the GPU, the row the verifier accepted last), writes draft j to `ids[j]` for 1 <= j < k (the
+   * block size given to `attach`). `ids[0]` and `positions` already hold the next block's first
+   * token and positions; `tokens` holds the sequence, the accepted tokens included.
    */
-  draft(o: { s: Scratch; row: GpuIndex; ids: Tensor }): Dispatch[];
+  draft(
+    o: { s: Scratch; row: GpuIndex; ids: Tensor; positions: Tensor; tokens: Tensor },
+  ): Dispatch[];
 }
 
 /** One kind of heads 2..nFuture. */
@@ -66,11 +77,14 @@ export interface HeadKind<W = unknown> {
   tensorShapes(c: ModelConfig): [string, number[]][];
   /** Allocates those tensors through the model's allocator (so they load by name). */
   allocate(alloc: WeightAllocator, c: ModelConfig): W;
-  /** Builds the per-run buffers (in `ctx.arena`) and returns the launches. */
-  attach(ctx: ForwardContext, trunk: TrunkWeights, w: W): HeadRun;
   /**
-   * CPU reference (f64): the logits of heads 2..nFuture at every position of `tokens`, given
-   * `h`, the trunk's hidden states there.
+   * Builds the per-run buffers (in `ctx.arena`) and returns the launches; `k` is the rows of a
+   * verify block (1 + drafts per step; default nFuture).
+   */
+  attach(ctx: ForwardContext, trunk: TrunkWeights, w: W, k?: number): HeadRun;
+  /**
+   * CPU reference (f64): the logits of heads 2..nFuture at every position of `tokens` (fewer
+   * where a head has fewer rows), given `h`, the trunk's hidden states there.
    */
   reference(
     c: ModelConfig,

@@ -7,12 +7,14 @@ import { type ModelConfig, parseConfigFields } from "../model/config.ts";
 import { trunkTensorShapes } from "../model/weights.ts";
 import type { HeadKind } from "./kind.ts";
 import { medusaHeads } from "./medusa.ts";
+import { sequentialHeads } from "./sequential.ts";
 import { transformerHeads } from "./transformer.ts";
 
 /** Every head kind, by the name `config.headKind` gives. */
 export const HEAD_KINDS: Readonly<Record<string, HeadKind>> = {
   transformer: transformerHeads as HeadKind,
   medusa: medusaHeads as HeadKind,
+  sequential: sequentialHeads as HeadKind,
 };
 
 /** The kind named by `config.headKind` (validated by {@link parseConfig}). */

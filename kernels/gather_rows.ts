@@ -13,7 +13,9 @@ export interface GpuIndex {
   at: number;
 }
 
-/** out[outRow, :] = x[index, :] with the index read on the GPU; x holds `rows` rows of `dim`. */
+/**
+ * out[outRow, :] = x[index + add, :] with the index read on the GPU; x holds `rows` rows of `dim`.
+ */
 export function gatherRows(arena: Arena, o: {
   x: Tensor;
   out: Tensor;
@@ -21,13 +23,15 @@ export function gatherRows(arena: Arena, o: {
   rows: number;
   dim: number;
   outRow: number;
+  /** Added to the index read (default 0). */
+  add?: number;
   done?: GPUBuffer;
   label?: string;
 }): Dispatch[] {
   return [makeDispatch(arena, {
     kernel: "gather_rows",
     code: wgsl.gatherRows,
-    params: [o.dim, o.outRow, o.index.at],
+    params: [o.dim, o.outRow, o.index.at, (o.add ?? 0) >>> 0],
     bindings: [
       doneFlag(arena.gpu, o.done),
       ["index", o.index.buffer, "read", o.index.at + 1],

@@ -38,8 +38,22 @@ export interface ModelConfig {
   tieEmbeddings: boolean;
   /** Output heads, head 1 (the next token) included, in [1, 8]. Default 4. */
   nFuture: number;
-  /** Kind of heads 2..nFuture: "transformer" (Meta MTP) or "medusa". Default "transformer". */
+  /**
+   * Kind of heads 2..nFuture: "transformer" (Meta MTP), "medusa", or "sequential" (the MTP
+   * modules of DeepSeek-V3, MiMo and GLM: head k + 1 is module k). Default "transformer".
+   */
   headKind: string;
+  /**
+   * Tensor layout of sequential MTP modules: "mimo" (`model.mtp_layers.{i}.*`, input [hidden;
+   * token]) or "deepseek" (`model.layers.{nLayers + i}.*`, input [token; hidden], as GLM-4.5
+   * too). Default "mimo".
+   */
+  mtpLayout: "mimo" | "deepseek";
+  /**
+   * Drafts per step of sequential MTP modules, in [1, 7]; past the trained modules (nFuture - 1)
+   * the last one is applied again. Default nFuture - 1.
+   */
+  mtpDepth: number;
   /**
    * Storage type of the weight matrices; activations are always f32. "q8" and "q4" quantize
    * them in blocks of 32 weights with an f16 scale each (GGUF's Q8_0 and Q4_0 rules), on the GPU
@@ -76,6 +90,8 @@ export type DefaultedField =
   | "tieEmbeddings"
   | "nFuture"
   | "headKind"
+  | "mtpLayout"
+  | "mtpDepth"
   | "dtype"
   | "kvDtype"
   | "qkvBias"
@@ -143,6 +159,13 @@ const FIELDS: { readonly [K in keyof ModelConfig]: ConfigField } = {
     schema: z.string({ error: required("headKind", "a string") }).default("transformer"),
     hf: null,
   },
+  mtpLayout: {
+    schema: z.enum(["mimo", "deepseek"], {
+      error: (i) => `mtpLayout must be "mimo" or "deepseek", ${got(i)}`,
+    }).default("mimo"),
+    hf: null,
+  },
+  mtpDepth: { schema: int("mtpDepth", 1, MAX_FUTURE - 1).optional(), hf: null },
   dtype: {
     schema: z.enum(["f32", "f16", "q8", "q4"], {
       error: (i) => `dtype must be "f32", "f16", "q8" or "q4", ${got(i)}`,
@@ -212,9 +235,11 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       ),
     );
   }
-  // The table's schemas give exactly the fields of ModelConfig (nKvHeads, headDim, kvDtype
-  // optional: their defaults depend on other fields).
-  const c = r.data as Omit<ModelConfig, "nKvHeads" | "headDim" | "kvDtype"> & Partial<ModelConfig>;
+  // The table's schemas give exactly the fields of ModelConfig (nKvHeads, headDim, kvDtype,
+  // mtpDepth optional: their defaults depend on other fields).
+  const c = r.data as
+    & Omit<ModelConfig, "nKvHeads" | "headDim" | "kvDtype" | "mtpDepth">
+    & Partial<ModelConfig>;
   if (!headKinds.includes(c.headKind)) {
     fail([
       `headKind must be ${headKinds.map((k) => `"${k}"`).join(" or ")}, ` +
@@ -243,8 +268,21 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       `(${rs.lowFreqFactor})`,
     ]);
   }
-  if (c.headsOwnUnembedding && c.headKind !== "medusa") {
-    fail([`headsOwnUnembedding is supported for medusa heads only, not "${c.headKind}"`]);
+  if (c.headsOwnUnembedding && c.headKind !== "medusa" && c.headKind !== "sequential") {
+    fail([
+      `headsOwnUnembedding is supported for medusa and sequential heads only, not "${c.headKind}"`,
+    ]);
+  }
+  if (c.headsOwnUnembedding && c.headKind === "sequential" && c.mtpLayout !== "deepseek") {
+    fail([
+      `headsOwnUnembedding with sequential heads needs mtpLayout "deepseek" (shared_head.head)`,
+    ]);
+  }
+  if (c.mtpDepth !== undefined && c.headKind !== "sequential") {
+    fail([`mtpDepth is for sequential MTP modules only, not headKind "${c.headKind}"`]);
+  }
+  if (c.headKind === "sequential" && c.nFuture < 2) {
+    fail([`sequential heads need nFuture >= 2 (one MTP module or more), got ${c.nFuture}`]);
   }
   if (c.dtype === "q8" || c.dtype === "q4") {
     const inputs = { dModel: c.dModel, dFF: c.dFF, "nHeads * headDim": c.nHeads * headDim! };
@@ -258,5 +296,6 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
     }
   }
   const kvDtype = c.kvDtype ?? (c.dtype === "f32" ? "f32" : "f16");
-  return { ...c, nKvHeads, headDim: headDim!, kvDtype };
+  const mtpDepth = c.mtpDepth ?? Math.max(1, c.nFuture - 1);
+  return { ...c, nKvHeads, headDim: headDim!, kvDtype, mtpDepth };
 }

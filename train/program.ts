@@ -83,6 +83,8 @@ function checkTrainable(model: Model): void {
   const bad = [
     c.dtype !== "f32" &&
     `dtype "${c.dtype}" (training keeps f32 master weights: load or create the model with dtype "f32")`,
+    c.headKind === "sequential" &&
+    `sequential MTP modules (train transformer or medusa heads, or load trained modules)`,
   ].filter(Boolean);
   if (bad.length > 0) {
     throw new InvalidInputError(`training does not support ${bad.join(", ")} yet`);

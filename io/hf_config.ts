@@ -1,6 +1,9 @@
 /**
  * Hugging Face config.json <-> ModelConfig, for the families people run on one GPU: llama
- * (Llama 2/3, SmolLM, TinyLlama), mistral, qwen2 and qwen3. Both ways transformers writes the
+ * (Llama 2/3, SmolLM, TinyLlama), mistral, qwen2, qwen3, and Xiaomi's mimo (a Qwen2 trunk with
+ * sequential MTP modules). `num_nextn_predict_layers` on a supported trunk means MTP modules in
+ * the DeepSeek-V3 layout; checkpoints whose MTP modules ahead knows but whose trunk it does not
+ * run (DeepSeek-V3, GLM-4.5, Qwen3-Next) get an error that says so. Both ways transformers writes the
  * RoPE fields are read: 4.x (top-level `rope_theta`, `rope_scaling`) and 5.x (`rope_parameters`).
  * Anything this engine does not implement is a CheckpointError naming the field and the value,
  * never silently wrong output. ahead's own fields (heads) live in an `ahead` section.
@@ -10,13 +13,24 @@ import { CheckpointError, describeValue } from "../gpu/errors.ts";
 import type { ModelConfig, ModelConfigInput, RopeScaling } from "../model/config.ts";
 
 /** The model types (config.json `model_type`) this engine runs. */
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "mimo"] as const;
+
+/** Families with MTP modules whose trunk ahead does not run, and why. */
+const MTP_TRUNKS_NOT_RUN: Record<string, string> = {
+  deepseek_v3: "DeepSeek-V3's trunk uses multi-head latent attention (MLA) and mixture-of-experts",
+  deepseek_v32: "DeepSeek-V3.2's trunk uses MLA, sparse attention and mixture-of-experts",
+  glm4_moe: "GLM-4.5's trunk is a mixture-of-experts",
+  qwen3_next: "Qwen3-Next's trunk uses Gated DeltaNet linear attention and mixture-of-experts",
+  qwen3_5: "Qwen3.5's trunk uses Gated DeltaNet linear attention",
+  qwen3_5_moe: "Qwen3.5's trunk uses Gated DeltaNet linear attention and mixture-of-experts",
+};
 
 const ARCHITECTURES: Record<string, string> = {
   llama: "LlamaForCausalLM",
   mistral: "MistralForCausalLM",
   qwen2: "Qwen2ForCausalLM",
   qwen3: "Qwen3ForCausalLM",
+  mimo: "MiMoForCausalLM",
 };
 
 /** What `readHfConfig` found besides the model configuration. */
@@ -31,6 +45,11 @@ export interface HfConfigInfo {
   bosId: number | undefined;
   /** `max_position_embeddings`: the longest context the checkpoint was made for. */
   maxPositions: number;
+  /**
+   * MTP modules config.json declares (`num_nextn_predict_layers`), with the config key and the
+   * layout their tensors should have; null for none.
+   */
+  mtp: { layers: number; key: string; layout: "mimo" | "deepseek" } | null;
 }
 
 /** Choices a loader makes that config.json does not settle. */
@@ -44,6 +63,8 @@ export interface HfConfigOptions {
    * checkpoints and "f32" for f32 ones.
    */
   dtype?: "f32" | "f16" | "q8" | "q4";
+  /** Use the MTP modules config.json declares. Default true; false loads the trunk alone. */
+  mtp?: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -72,6 +93,13 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
       `model_type is ${describeValue(modelType)}; expected one of ${
         SUPPORTED_MODEL_TYPES.join(", ")
       }`,
+    );
+  }
+  if (MTP_TRUNKS_NOT_RUN[modelType as string]) {
+    fail(
+      `model_type "${modelType}": ahead reads its MTP modules, but ${
+        MTP_TRUNKS_NOT_RUN[modelType as string]
+      }, which ahead does not run; it runs ${SUPPORTED_MODEL_TYPES.join(", ")} trunks`,
     );
   }
   if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType as string)) {
@@ -140,6 +168,8 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
     fail(`torch_dtype "${dtypeName}" is not supported: ahead loads float32, float16 and bfloat16`);
   }
   const ahead = (j.ahead ?? {}) as Json;
+  const mtp = readMtp(j, modelType as string, fail);
+  const useMtp = mtp !== null && o.mtp !== false && typeof ahead.headKind !== "string";
   const config: ModelConfigInput = {
     vocabSize: num("vocab_size"),
     dModel: num("hidden_size"),
@@ -153,8 +183,8 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
     ropeScaling: scaling,
     normEps: num("rms_norm_eps", 1e-6),
     tieEmbeddings: bool("tie_word_embeddings", false),
-    qkvBias: modelType === "qwen2" || attentionBias,
-    oBias: modelType !== "qwen2" && attentionBias,
+    qkvBias: modelType === "qwen2" || modelType === "mimo" || attentionBias,
+    oBias: modelType !== "qwen2" && modelType !== "mimo" && attentionBias,
     qkNorm: modelType === "qwen3",
     dtype: o.dtype ??
       (ahead.dtype === "q8" || ahead.dtype === "q4"
@@ -162,8 +192,13 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
         : dtypeName === "float32"
         ? "f32"
         : "f16"),
-    nFuture: typeof ahead.nFuture === "number" ? ahead.nFuture : 1,
+    nFuture: typeof ahead.nFuture === "number" ? ahead.nFuture : useMtp ? 1 + mtp!.layers : 1,
     ...(typeof ahead.headKind === "string" ? { headKind: ahead.headKind } : {}),
+    ...(useMtp ? { headKind: "sequential", mtpLayout: mtp!.layout } : {}),
+    ...(ahead.mtpLayout === "mimo" || ahead.mtpLayout === "deepseek"
+      ? { mtpLayout: ahead.mtpLayout }
+      : {}),
+    ...(typeof ahead.mtpDepth === "number" ? { mtpDepth: ahead.mtpDepth } : {}),
     // ahead's own section, where saveModel wrote one, settles what the family cannot express.
     ...Object.fromEntries(
       ["headsOwnUnembedding", "qkvBias", "oBias", "qkNorm"]
@@ -180,7 +215,29 @@ export function readHfConfig(json: unknown, o: HfConfigOptions): HfConfigInfo {
     eosIds: ids(j.eos_token_id),
     bosId: ids(j.bos_token_id)[0],
     maxPositions,
+    mtp: useMtp ? mtp : null,
   };
+}
+
+/** The MTP modules config.json declares: MiMo's layout for mimo, else DeepSeek-V3's. */
+function readMtp(
+  j: Json,
+  modelType: string,
+  fail: (m: string) => never,
+): HfConfigInfo["mtp"] {
+  const key = ["num_nextn_predict_layers", "mtp_num_hidden_layers"].find((k) =>
+    j[k] !== undefined && j[k] !== null
+  );
+  if (!key) return null;
+  const n = j[key];
+  if (!Number.isInteger(n) || (n as number) < 0) {
+    fail(`${key} must be an integer >= 0, got ${describeValue(n)}`);
+  }
+  if (n === 0) return null;
+  if ((n as number) > 7) {
+    fail(`${key} = ${n}: ahead runs at most 7 MTP modules (8 heads in all)`);
+  }
+  return { layers: n as number, key, layout: modelType === "mimo" ? "mimo" : "deepseek" };
 }
 
 function readRope(
@@ -274,9 +331,12 @@ export function writeHfConfig(
       ? { eos_token_id: o.eosIds.length === 1 ? o.eosIds[0] : [...o.eosIds] }
       : {}),
     ...(o.bosId !== undefined ? { bos_token_id: o.bosId } : {}),
+    // What other engines read for MTP modules (vLLM, SGLang, llama.cpp).
+    ...(c.headKind === "sequential" ? { num_nextn_predict_layers: c.nFuture - 1 } : {}),
     ahead: {
       nFuture: c.nFuture,
       headKind: c.headKind,
+      ...(c.headKind === "sequential" ? { mtpLayout: c.mtpLayout, mtpDepth: c.mtpDepth } : {}),
       headsOwnUnembedding: c.headsOwnUnembedding,
       qkvBias: c.qkvBias,
       oBias: c.oBias,

@@ -65,6 +65,16 @@ export interface LoadModelOptions {
   tokenizer?: boolean;
   /** Largest buffer a weight matrix may take before it is split (tests). */
   maxBindingBytes?: number;
+  /**
+   * Use the checkpoint's MTP modules (MiMo, or the DeepSeek-V3 layout on a supported trunk) as
+   * draft heads. Default true; false loads the trunk alone (nothing to draft with).
+   */
+  mtp?: boolean;
+  /**
+   * Drafts per step with MTP modules, in [1, 7]; past the trained modules the last one drafts
+   * again. Default: one per module.
+   */
+  mtpDepth?: number;
 }
 
 /** The folder as a URL ending in "/": paths resolve against the working directory. */
@@ -144,6 +154,8 @@ function headsConfig(json: unknown, source: string): Partial<ModelConfigInput> {
       nFuture: a.nFuture as number,
       headKind: a.headKind as string,
       headsOwnUnembedding: a.headsOwnUnembedding as boolean,
+      ...(a.mtpLayout !== undefined ? { mtpLayout: a.mtpLayout as "mimo" | "deepseek" } : {}),
+      ...(a.mtpDepth !== undefined ? { mtpDepth: a.mtpDepth as number } : {}),
     };
   }
   if (j.medusa_num_heads !== undefined) {
@@ -196,6 +208,62 @@ function headName(name: string): string {
 }
 
 const WEIGHT_DTYPES = new Set(["F32", "F16", "BF16"]);
+
+/** Whether `name` belongs to MTP modules of any layout (the trunk has `nLayers` layers). */
+function isMtpTensor(name: string, c: ModelConfig): boolean {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  return name.startsWith("model.mtp_layers.") || name.startsWith("mtp.") ||
+    (m !== null && Number(m[1]) >= c.nLayers);
+}
+
+/**
+ * DeepSeek-layout modules carry copies of the shared embedding and unembedding
+ * (`embed_tokens`, `shared_head.head`); ahead uses the trunk's, so they are not loaded.
+ */
+function isSharedCopy(name: string, c: ModelConfig): boolean {
+  return c.headKind === "sequential" && c.mtpLayout === "deepseek" && !c.headsOwnUnembedding &&
+    /^model\.layers\.\d+\.(embed_tokens|shared_head\.head)\.weight$/.test(name);
+}
+
+/**
+ * The MTP modules' tensors against what config.json declares: Qwen3-Next naming, a config that
+ * declares modules the weights do not hold, or a layout that is only partly there, each get an
+ * error that says what to do.
+ */
+function checkMtpTensors(
+  c: ModelConfig,
+  declared: { layers: number; key: string; layout: string } | null,
+  where: ReadonlyMap<string, unknown>,
+  o: { folder: string; configFile: string },
+): void {
+  const names = [...where.keys()];
+  if (names.some((n) => n.startsWith("mtp."))) {
+    throw new CheckpointError(
+      `${o.folder}: the weights hold MTP modules in Qwen3-Next / Qwen3.5 naming (mtp.fc, ` +
+        `mtp.layers.*), whose trunk (Gated DeltaNet linear attention) ahead does not run`,
+    );
+  }
+  if (c.headKind !== "sequential") return;
+  const wanted = tensorShapes(c).map(([n]) => n).filter((n) => isMtpTensor(n, c));
+  const present = wanted.filter((n) => where.has(n));
+  const layout = c.mtpLayout === "mimo" ? "MiMo (model.mtp_layers.{i}.*)" : "DeepSeek-V3 " +
+    `(model.layers.{${c.nLayers} + i}.{enorm, hnorm, eh_proj, shared_head.norm, ...})`;
+  if (present.length === 0 && declared) {
+    throw new CheckpointError(
+      `${o.configFile}: ${declared.key} = ${declared.layers} declares MTP modules, but the ` +
+        `weights in ${o.folder} hold none in the ${layout} layout (some releases ship the config ` +
+        `without them): load with { mtp: false } to run the trunk alone, without drafts`,
+    );
+  }
+  if (present.length < wanted.length) {
+    const missing = wanted.filter((n) => !where.has(n));
+    throw new CheckpointError(
+      `${o.folder}: the MTP modules' ${layout} layout is only partly present: ` +
+        `${missing.length} of its ${wanted.length} tensors are missing: ` +
+        `${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`,
+    );
+  }
+}
 
 /** parseConfig, with its errors restated as the checkpoint's (naming config.json's keys). */
 function configOf(input: ModelConfigInput, file: string): ModelConfig {
@@ -252,8 +320,10 @@ export async function loadModel(
       source: configFile,
       maxSeqLen: options.maxSeqLen,
       dtype: options.dtype,
+      mtp: options.mtp,
     });
     if (options.kvDtype !== undefined) info.config.kvDtype = options.kvDtype;
+    if (options.mtpDepth !== undefined) info.config.mtpDepth = options.mtpDepth;
     let input = info.config;
     const base = await openCheckpoint(folder, { signal });
     sources.push(base);
@@ -272,6 +342,9 @@ export async function loadModel(
     const c = configOf(input, configFile);
     if (c.headKind === "medusa" && where.has("medusa_head.0.1.weight")) {
       c.headsOwnUnembedding = true;
+    }
+    if (options.mtp !== false) {
+      checkMtpTensors(c, info.mtp, where, { folder: show(folder), configFile });
     }
     const shapes = tensorShapes(c);
     const missing: string[] = [];
@@ -325,7 +398,8 @@ export async function loadModel(
     }
     const expected = new Set(shapes.map(([n]) => n));
     const extra = [...where.keys()].filter((n) =>
-      !expected.has(n) && !quantized.has(n.replace(/_scale$/, ""))
+      !expected.has(n) && !quantized.has(n.replace(/_scale$/, "")) &&
+      !(options.mtp === false && isMtpTensor(n, c)) && !isSharedCopy(n, c)
     );
     if (extra.length > 0) {
       warn(

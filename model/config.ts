@@ -242,7 +242,9 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
     & Partial<ModelConfig>;
   if (!headKinds.includes(c.headKind)) {
     fail([
-      `headKind must be ${headKinds.map((k) => `"${k}"`).join(" or ")}, ` +
+      `headKind must be ${
+        headKinds.map((k) => `"${k}"`).join(", ").replace(/, ([^,]*)$/, " or $1")
+      }, ` +
       `got ${describeValue(c.headKind)}`,
     ]);
   }
@@ -278,8 +280,12 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       `headsOwnUnembedding with sequential heads needs mtpLayout "deepseek" (shared_head.head)`,
     ]);
   }
-  if (c.mtpDepth !== undefined && c.headKind !== "sequential") {
-    fail([`mtpDepth is for sequential MTP modules only, not headKind "${c.headKind}"`]);
+  const depth = Math.max(1, c.nFuture - 1); // the default: one draft per head
+  if (c.mtpDepth !== undefined && c.mtpDepth !== depth && c.headKind !== "sequential") {
+    fail([
+      `mtpDepth can differ from nFuture - 1 only for sequential MTP modules, not headKind ` +
+      `"${c.headKind}"`,
+    ]);
   }
   if (c.headKind === "sequential" && c.nFuture < 2) {
     fail([`sequential heads need nFuture >= 2 (one MTP module or more), got ${c.nFuture}`]);
@@ -296,6 +302,6 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
     }
   }
   const kvDtype = c.kvDtype ?? (c.dtype === "f32" ? "f32" : "f16");
-  const mtpDepth = c.mtpDepth ?? Math.max(1, c.nFuture - 1);
+  const mtpDepth = c.mtpDepth ?? depth;
   return { ...c, nKvHeads, headDim: headDim!, kvDtype, mtpDepth };
 }

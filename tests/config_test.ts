@@ -17,7 +17,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   [
     "unknown headKind",
     { headKind: "tree" },
-    /headKind must be "transformer" or "medusa", got the string "tree"/,
+    /headKind must be "transformer", "medusa" or "sequential", got the string "tree"/,
   ],
   ["non-integer maxSeqLen", { maxSeqLen: 10.5 }, /maxSeqLen must be an integer/],
   ["negative ropeTheta", { ropeTheta: -1 }, /ropeTheta must be > 0/],

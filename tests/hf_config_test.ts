@@ -619,7 +619,13 @@ Deno.test("writeHfConfig() without an ahead section still reads back the same tr
     const back = parseConfig(read(json).config);
     // Everything but the heads comes from the standard fields.
     assert.deepEqual(
-      { ...back, nFuture: c.nFuture, headKind: c.headKind, headsOwnUnembedding: false },
+      {
+        ...back,
+        nFuture: c.nFuture,
+        headKind: c.headKind,
+        mtpDepth: c.mtpDepth,
+        headsOwnUnembedding: false,
+      },
       { ...c, headsOwnUnembedding: false },
     );
     assert.equal(back.nFuture, 1);

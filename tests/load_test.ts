@@ -215,6 +215,13 @@ const roundTrips: [string, Partial<ModelConfigInput>][] = [
   ["f32, nFuture 1", { nFuture: 1 }],
   ["f16, nFuture 1, tied embeddings", { nFuture: 1, dtype: "f16", tieEmbeddings: true }],
   ["f32, medusa heads, nFuture 2", { headKind: "medusa", nFuture: 2 }],
+  ["f32, sequential MTP modules, MiMo layout", { headKind: "sequential" }],
+  ["f16, sequential MTP modules, DeepSeek layout, 4 drafts", {
+    headKind: "sequential",
+    mtpLayout: "deepseek",
+    mtpDepth: 4,
+    dtype: "f16",
+  }],
   ["llama3 RoPE scaling, another theta and eps, q/k/v and o biases, q/k norms", {
     ropeTheta: 500000,
     normEps: 1e-6,

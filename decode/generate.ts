@@ -332,6 +332,7 @@ export async function* generate(
       times: [t0, t1, t2 || performance.now()],
       gpu: [gpuBegin, last!.gpuEnd],
       dispatchesPerStep: session.step.length,
+      draftDispatchesPerStep: session.draftDispatches,
     });
   } catch (e) {
     if (model.disposed) throw new ModelStateError("the model was disposed during generation");

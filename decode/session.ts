@@ -73,6 +73,8 @@ export class Session {
   readonly drafts: AttachedDrafts | null;
   /** The launches of one decode step. */
   readonly step: Dispatch[];
+  /** How many of them the draft source adds. */
+  readonly draftDispatches: number;
   readonly #arena: Arena;
   readonly #prefill = new Map<number, { block: Block; program: Dispatch[] }>();
   readonly #querySet: GPUQuerySet | null = null;
@@ -123,6 +125,9 @@ export class Session {
       positions: this.positions,
     };
     const done = this.ctx.done;
+    const before = this.drafts?.beforeVerify(block) ?? [];
+    const after = this.drafts?.afterVerify(block) ?? [];
+    this.draftDispatches = before.length + after.length;
     this.step = [
       ...trunk(this.ctx, model.trunk, {
         ids: this.ids,
@@ -130,7 +135,7 @@ export class Session {
         kv: this.kv,
         s: block.s,
       }),
-      ...(this.drafts?.beforeVerify(block) ?? []),
+      ...before,
       ...unembed(this.ctx, model.trunk, {
         logits: this.logits,
         x: block.s.h,
@@ -153,7 +158,7 @@ export class Session {
         positions: this.positions,
         k: this.k,
       }),
-      ...(this.drafts?.afterVerify(block) ?? []),
+      ...after,
     ];
     if (o.timestamps && model.gpu.hasTimestamps) {
       this.#querySet = model.gpu.device.createQuerySet({ type: "timestamp", count: 2 });

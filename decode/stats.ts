@@ -23,6 +23,13 @@ export interface GenerationStats {
    * that proposed nothing (greedy mode) have rate 0.
    */
   headAcceptance: number[];
+  /**
+   * One rate per draft slot of the block (k - 1 of them): how often draft j was accepted, given
+   * that draft j - 1 was (draft 1: of those proposed). 0 where none was proposed or reached.
+   */
+  draftAcceptance: number[];
+  /** Drafts accepted per step, on average: tokensPerStep - 1 but for stops cutting a block. */
+  meanAcceptedLength: number;
   /** Host-GPU synchronisations (buffer maps and waits), none of them per step. */
   hostSyncs: number;
   /** Seconds from the call to the prompt being processed. */
@@ -33,6 +40,8 @@ export interface GenerationStats {
   gpuDecodeSeconds: number | null;
   /** Kernel launches per decode step. */
   dispatchesPerStep: number;
+  /** Of those, the launches of the draft source (heads, MTP modules); 0 when greedy. */
+  draftDispatchesPerStep: number;
 }
 
 /** The statistics of a generation that emitted `tokens` tokens and ended with `state`. */
@@ -46,6 +55,7 @@ export function generationStats(o: {
   times: [number, number, number];
   gpu: [bigint | null, bigint | null];
   dispatchesPerStep: number;
+  draftDispatchesPerStep: number;
 }): GenerationStats {
   const st = o.state;
   const steps = st[S.STEPS];
@@ -53,6 +63,13 @@ export function generationStats(o: {
   for (let j = 0; j < o.nFuture - 1; j++) {
     const proposed = j < o.k - 1 ? st[S.PROPOSED + j] : 0;
     headAcceptance.push(proposed ? st[S.ACCEPTED + j] / proposed : 0);
+  }
+  const draftAcceptance: number[] = [];
+  let accepted = 0;
+  for (let j = 0; j < o.k - 1; j++) {
+    const given = j === 0 ? st[S.PROPOSED] : st[S.ACCEPTED + j - 1];
+    draftAcceptance.push(given ? st[S.ACCEPTED + j] / given : 0);
+    accepted += st[S.ACCEPTED + j];
   }
   const [t0, t1, t2] = o.times;
   const decodeSeconds = (t2 - t1) / 1000;
@@ -63,10 +80,13 @@ export function generationStats(o: {
     tokensPerStep: steps ? o.tokens / steps : 0,
     tokensPerSecond: o.tokens / decodeSeconds,
     headAcceptance,
+    draftAcceptance,
+    meanAcceptedLength: steps ? accepted / steps : 0,
     hostSyncs: o.hostSyncs,
     prefillSeconds: (t1 - t0) / 1000,
     decodeSeconds,
     gpuDecodeSeconds: begin !== null && end !== null ? Number(end - begin) / 1e9 : null,
     dispatchesPerStep: o.dispatchesPerStep,
+    draftDispatchesPerStep: o.draftDispatchesPerStep,
   };
 }

@@ -9,7 +9,7 @@ const cases: string[] = [];
 for await (const e of Deno.readDir(root)) if (e.isDirectory) cases.push(e.name);
 
 Deno.test("the parity fixtures exist (tools/pytorch_parity.py --fixtures tests/fixtures/parity)", () => {
-  assert.ok(cases.length >= 2, `found ${cases.length} parity fixtures`);
+  assert.ok(cases.length >= 3, `found ${cases.length} parity fixtures`);
 });
 
 for (const name of cases.sort()) {
@@ -20,16 +20,23 @@ for (const name of cases.sort()) {
       bound: number;
       vocab: number;
       logits: string[];
+      /** Per prompt, heads 2.. (sequential MTP modules: n - k rows for module k), when present. */
+      heads?: string[][];
     };
     const model = await loadModel(dir, { onWarning: () => {} });
+    const decode = (b64: string) =>
+      new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
     try {
       for (let i = 0; i < want.prompts.length; i++) {
-        const [head1] = await forward(model, want.prompts[i]);
-        const bytes = Uint8Array.from(atob(want.logits[i]), (c) => c.charCodeAt(0));
-        const expected = new Float32Array(bytes.buffer);
-        assert.equal(head1.length, expected.length);
-        const err = relativeError(head1, expected);
-        assert.ok(err < want.bound, `prompt ${i}: relative error ${err} >= ${want.bound}`);
+        const heads = await forward(model, want.prompts[i]);
+        const expected = [want.logits[i], ...(want.heads?.[i] ?? [])].map(decode);
+        assert.equal(heads.length, expected.length, "heads");
+        for (let h = 0; h < expected.length; h++) {
+          assert.equal(heads[h].length, expected[h].length, `prompt ${i}, head ${h + 1}: rows`);
+          if (expected[h].length === 0) continue;
+          const err = relativeError(heads[h], expected[h]);
+          assert.ok(err < want.bound, `prompt ${i}, head ${h + 1}: error ${err} >= ${want.bound}`);
+        }
       }
     } finally {
       model.dispose();

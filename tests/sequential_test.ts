@@ -133,6 +133,12 @@ Deno.test("speculative == greedy token for token with sequential MTP modules: 1 
               blockSize - 1
             } drafts, prompt ${i}`;
             assert.deepEqual(tokens, greedy[i], what);
+            assert.equal(stats.draftAcceptance.length, blockSize - 1, what);
+            assert.ok(stats.draftAcceptance.every((x) => x >= 0 && x <= 1), what);
+            const drafted = stats.meanAcceptedLength * stats.steps;
+            assert.ok(Math.abs(drafted - Math.round(drafted)) < 1e-9, what);
+            assert.ok(drafted >= stats.tokens - stats.steps, what);
+            assert.ok(stats.draftDispatchesPerStep > 10 * (blockSize - 1), what);
             accepted += stats.tokens - stats.steps;
           }
         }

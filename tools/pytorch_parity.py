@@ -12,7 +12,9 @@ are compared with the arithmetic ahead does: f32 on f16 weights); transformers i
 checkpoint's own dtype is reported too. Bounds: relative error < 1e-4 for f32, < 1e-2 for f16
 and bf16. f16 checkpoints loaded as q8 and q4 (quantized on the GPU) report what quantization
 costs, with loose bounds that only catch a broken kernel. Medusa heads (with the shared and with their own unembedding) are checked against a
-reference written here.
+reference written here. Sequential MTP modules (MiMo's and DeepSeek-V3's layouts) are checked
+against a pure-PyTorch module built around transformers' own Qwen2 decoder layer, after that
+layer is first checked against the trunk's own layers.
 
     python3 tools/pytorch_parity.py --out DIR [--fixtures tests/fixtures/parity] [--deno deno]
 
@@ -33,6 +35,8 @@ p.add_argument("--out", required=True)
 p.add_argument("--fixtures")
 p.add_argument("--deno", default="deno")
 p.add_argument("--decode", type=int, default=6)
+p.add_argument("--only", choices=["all", "mtp"], default="all",
+               help="mtp: only the sequential MTP module cases")
 a = p.parse_args()
 os.makedirs(a.out, exist_ok=True)
 torch.manual_seed(0)
@@ -122,7 +126,7 @@ def hf_logits(model, ids):
 prompts_file = os.path.join(a.out, "prompts.json")
 json.dump(PROMPTS, open(prompts_file, "w"))
 rows, results = [], []
-for case, build in CASES.items():
+for case, build in (CASES.items() if a.only == "all" else []):
     base = randomize(build().float().eval())
     for dt, tdt in DTYPES.items():
         folder = os.path.join(a.out, f"{case}-{dt}")
@@ -177,7 +181,7 @@ shutil.rmtree(tfolder, ignore_errors=True)
 trunk.save_pretrained(tfolder, safe_serialization=True)
 trunk = trunk.cuda()
 D, NH = 64, 3
-for own in [False, True]:
+for own in ([False, True] if a.only == "all" else []):
     hfolder = os.path.join(a.out, f"medusa-heads{'-own' if own else ''}")
     os.makedirs(hfolder, exist_ok=True)
     tensors = {}
@@ -220,7 +224,7 @@ QCASES = {
     "llama-gqa (ffn 128)": lambda: LlamaForCausalLM(LlamaConfig(**qcommon)),
     "qwen2-bias (ffn 128)": lambda: Qwen2ForCausalLM(Qwen2Config(**qcommon, tie_word_embeddings=False)),
 }
-for case, build in QCASES.items():
+for case, build in (QCASES.items() if a.only == "all" else []):
     folder = os.path.join(a.out, f"quant-{case.split()[0]}")
     shutil.rmtree(folder, ignore_errors=True)
     randomize(build().float().eval()).to(torch.float16).save_pretrained(folder, safe_serialization=True)
@@ -241,6 +245,127 @@ for case, build in QCASES.items():
         rows.append((case, f"f16 loaded as {dt}", worst_fwd, worst_dec, float("nan"), f"{same}/{len(PROMPTS)}", ok))
         results.append(dict(case=case, dtype=dt, forward=worst_fwd, decode=worst_dec, greedyAgrees=same, ok=ok))
         print(f"{case:24} {dt:4}  forward {worst_fwd:.2e}  decode {worst_dec:.2e}  {'ok' if ok else 'FAIL'}", flush=True)
+
+
+# Sequential MTP modules. The module is written here in PyTorch around transformers' own
+# Qwen2DecoderLayer: x = W [RMSNorm(h) g_h ; RMSNorm(Emb(t_{i+k})) g_e] (MiMo; DeepSeek puts the
+# token first), y = layer(x) at positions 0..T-k-1, logits = lm_head(RMSNorm(y) g_f); h^0 is the
+# trunk's output after its final norm, the embedding at position 0 is zeros, and module k+1 reads
+# y (DeepSeek) or RMSNorm(y) g_f (MiMo). First the harness (rotary embeddings, causal mask,
+# calling a decoder layer) is checked against the trunk's own layers.
+from safetensors.torch import load_file
+from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
+
+
+def causal(n):
+    return torch.full((n, n), float("-inf"), device="cuda").triu(1)[None, None]
+
+
+def run_layer(model, layer, x):
+    """layer(x) at positions 0..n-1, with the trunk's rotary embedding and a causal mask."""
+    pos = torch.arange(x.shape[1], device="cuda")[None]
+    pe = model.model.rotary_emb(x, pos)
+    out = layer(x, attention_mask=causal(x.shape[1]), position_ids=pos, position_embeddings=pe)
+    return out[0] if isinstance(out, tuple) else out
+
+
+MTP_CASES = [("mimo", 1, "mimo-mtp1"), ("mimo", 2, "mimo-mtp2"), ("deepseek", 2, "qwen2-deepseek-mtp2")]
+MTP_FIXTURES = {"mimo-mtp1"}
+cfg = Qwen2Config(**common, tie_word_embeddings=False)
+cfg._attn_implementation = "eager"
+qtrunk = randomize(Qwen2ForCausalLM(cfg).float().eval()).cuda()
+# The harness against transformers: the trunk's layers one by one reproduce its hidden states.
+with torch.no_grad():
+    ids = torch.tensor([PROMPTS[2]], device="cuda")
+    hs = qtrunk(ids, output_hidden_states=True).hidden_states
+    x = qtrunk.model.embed_tokens(ids)
+    for layer in qtrunk.model.layers:
+        x = run_layer(qtrunk, layer, x)
+    harness = rel(qtrunk.model.norm(x)[0].cpu().numpy(), hs[-1][0].cpu().numpy())
+print(f"MTP harness: trunk layers through run_layer vs transformers {harness:.2e}", flush=True)
+rows.append(("MTP harness: Qwen2 layers via run_layer", "f32", harness, float("nan"), float("nan"), "-", harness < 1e-5))
+results.append(dict(case="mtp harness", dtype="f32", forward=harness, ok=harness < 1e-5))
+
+D = common["hidden_size"]
+for layout, n_mod, case in MTP_CASES:
+    torch.manual_seed(100 + n_mod)
+    mods = []
+    for i in range(n_mod):
+        m = torch.nn.ModuleDict(dict(
+            hnorm=Qwen2RMSNorm(D, eps=cfg.rms_norm_eps), enorm=Qwen2RMSNorm(D, eps=cfg.rms_norm_eps),
+            proj=torch.nn.Linear(2 * D, D, bias=False), layer=Qwen2DecoderLayer(cfg, 0),  # layer_idx only indexes caches
+            fnorm=Qwen2RMSNorm(D, eps=cfg.rms_norm_eps)))
+        mods.append(randomize(m.float()).cuda().eval())
+    folder = os.path.join(a.out, case)
+    shutil.rmtree(folder, ignore_errors=True)
+    qtrunk.save_pretrained(folder, safe_serialization=True)
+    st = os.path.join(folder, "model.safetensors")
+    tensors = load_file(st)
+    L = cfg.num_hidden_layers
+    for i, m in enumerate(mods):
+        if layout == "mimo":
+            p = f"model.mtp_layers.{i}"
+            names = dict(hnorm="hidden_layernorm", enorm="token_layernorm", proj="input_proj", fnorm="final_layernorm")
+        else:
+            p = f"model.layers.{L + i}"
+            names = dict(hnorm="hnorm", enorm="enorm", proj="eh_proj", fnorm="shared_head.norm")
+        for short, full in names.items():
+            tensors[f"{p}.{full}.weight"] = m[short].weight.detach().cpu().contiguous()
+        for k, t in m["layer"].state_dict().items():
+            tensors[f"{p}.{k}"] = t.detach().cpu().contiguous()
+        if layout == "deepseek":  # the copies DeepSeek-layout releases carry
+            tensors[f"{p}.embed_tokens.weight"] = tensors["model.embed_tokens.weight"].clone()
+            tensors[f"{p}.shared_head.head.weight"] = tensors["lm_head.weight"].clone()
+    save_file(tensors, st, metadata={"format": "pt"})
+    conf = json.load(open(os.path.join(folder, "config.json")))
+    conf["num_nextn_predict_layers"] = n_mod
+    if layout == "mimo":
+        conf["model_type"] = "mimo"
+        conf["architectures"] = ["MiMoForCausalLM"]
+        conf["use_sliding_window"] = False
+        conf["sliding_window"] = 32768
+    json.dump(conf, open(os.path.join(folder, "config.json"), "w"), indent=2)
+    ours = run_ahead(folder, prompts_file, os.path.join(a.out, f"{case}.ahead.json"))
+    worst = [0.0] * (n_mod + 1)
+    expected = []
+    for c, prompt in zip(ours["cases"], PROMPTS):
+        with torch.no_grad():
+            ids = torch.tensor([prompt], device="cuda")
+            out = qtrunk(ids, output_hidden_states=True)
+            want = [out.logits[0].float().cpu().numpy()]
+            prev = out.hidden_states[-1]  # after the final norm
+            for k, m in enumerate(mods, start=1):
+                r = len(prompt) - k
+                if r <= 0:
+                    want.append(np.zeros((0, V), np.float32))
+                    continue
+                e = qtrunk.model.embed_tokens(ids[:, k:]).clone()
+                e[:, 0] = 0
+                hn, en = m["hnorm"](prev[:, :r]), m["enorm"](e)
+                x = m["proj"](torch.cat([hn, en] if layout == "mimo" else [en, hn], dim=-1))
+                y = run_layer(qtrunk, m["layer"], x)
+                want.append(qtrunk.lm_head(m["fnorm"](y))[0].float().cpu().numpy())
+                prev = m["fnorm"](y) if layout == "mimo" else y
+        expected.append(want)
+        for h in range(n_mod + 1):
+            rows_h = want[h].shape[0]
+            got = f32(c["forward"][h]).reshape(rows_h, V)
+            if rows_h:
+                worst[h] = max(worst[h], rel(got, want[h]))
+    ok = all(w < 1e-4 for w in worst)
+    name = f"{case} ({layout} layout, {n_mod} module{'s' if n_mod > 1 else ''})"
+    rows.append((name, "f32", max(worst), float("nan"), float("nan"), "-", ok))
+    results.append(dict(case=name, dtype="f32", trunk=worst[0], modules=worst[1:], ok=ok))
+    print(f"{name}: trunk {worst[0]:.2e}, modules {' '.join(f'{w:.2e}' for w in worst[1:])}  {'ok' if ok else 'FAIL'}", flush=True)
+    if a.fixtures and case in MTP_FIXTURES:
+        dest = os.path.join(a.fixtures, f"{case}-f32")
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("generation_config.json", "tokenizer*"))
+        b64 = lambda x: base64.b64encode(x.astype(np.float32).tobytes()).decode()
+        json.dump({"prompts": PROMPTS, "bound": 1e-4, "vocab": V,
+                   "logits": [b64(w[0]) for w in expected],
+                   "heads": [[b64(h) for h in w[1:]] for w in expected]},
+                  open(os.path.join(dest, "expected.json"), "w"))
 
 gpu = torch.cuda.get_device_name()
 lines = [f"PyTorch {torch.__version__}, transformers {__import__('transformers').__version__}, {gpu}; "

@@ -47,7 +47,10 @@ Data and output:
 Model (from scratch):
   --d-model N --layers N --n-heads N --kv-heads N --d-ff N   (default 256, 6, 8, 4, 768)
   --heads N              output heads, next-token head included (default 4)
-  --head-kind K          transformer (a layer per head, Meta's) or medusa (a ResBlock per head)
+  --head-kind K          transformer (a layer per head, Meta's), medusa (a ResBlock per head), or
+                         sequential (MTP modules as DeepSeek-V3 and MiMo: module k reads depth
+                         k - 1's hidden state and token t+k's embedding; --heads-only)
+  --mtp-layout L         sequential: mimo (default) or deepseek tensor names and input order
   --own-unembedding      medusa: each head its own unembedding (heads only: a copy of lm_head)
   --seq-len N            tokens per sequence (default 256)
 Heads only:
@@ -82,9 +85,10 @@ const Args = z.object({
   kvHeads: int("--kv-heads"),
   dFf: int("--d-ff", 8),
   heads: int("--heads"),
-  headKind: z.enum(["transformer", "medusa"], {
-    error: "--head-kind must be transformer or medusa",
+  headKind: z.enum(["transformer", "medusa", "sequential"], {
+    error: "--head-kind must be transformer, medusa or sequential",
   }),
+  mtpLayout: z.enum(["mimo", "deepseek"], { error: "--mtp-layout must be mimo or deepseek" }),
   ownUnembedding: z.boolean(),
   seqLen: int("--seq-len", 2),
   model: z.string().optional(),
@@ -142,6 +146,7 @@ function parse(argv: string[]) {
       "d-ff": { type: "string", default: "768" },
       heads: { type: "string", default: "4" },
       "head-kind": { type: "string", default: "transformer" },
+      "mtp-layout": { type: "string", default: "mimo" },
       "own-unembedding": { type: "boolean", default: false },
       "seq-len": { type: "string", default: "256" },
       model: { type: "string" },
@@ -186,6 +191,11 @@ function parse(argv: string[]) {
   if (!a.data && !a.resume) fail("--data is required (or --resume a checkpoint)");
   if (!a.out && !a.resume) fail("--out is required (or --resume a checkpoint)");
   if (a.headsOnly && !a.model && !a.resume) fail("--heads-only needs --model (the frozen trunk)");
+  if (a.headKind === "sequential" && !a.headsOnly && !a.resume) {
+    fail(
+      "--head-kind sequential trains MTP modules on a frozen trunk: add --heads-only --model DIR",
+    );
+  }
   if (a.ownUnembedding && a.headKind !== "medusa") {
     fail("--own-unembedding is for --head-kind medusa");
   }
@@ -214,11 +224,13 @@ if (import.meta.main) {
       // A model with heads: the loaded trunk's tensors, and new heads initialised for training
       // (norms 1, residual-writing projections small, so each starts near the trunk's own
       // next-token prediction).
+      const { mtpDepth: _, ...trunkConfig } = base.config;
       model = await createModel({
-        ...base.config,
+        ...trunkConfig,
         nFuture: args.heads,
         headKind: args.headKind,
         headsOwnUnembedding: args.ownUnembedding,
+        ...(args.headKind === "sequential" ? { mtpLayout: args.mtpLayout } : {}),
       }, { seed: args.seed });
       initForTraining(model, args.seed);
       const wanted = new Set([...model.tensorShapes()].map(([name]) => name));

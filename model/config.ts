@@ -51,7 +51,7 @@ export interface ModelConfig {
   mtpLayout: "mimo" | "deepseek";
   /**
    * Drafts per step of sequential MTP modules, in [1, 7]; past the trained modules (nFuture - 1)
-   * the last one is applied again. Default nFuture - 1.
+   * the last one is applied again. Default nFuture - 1 (always, for other kinds).
    */
   mtpDepth: number;
   /**
@@ -280,13 +280,9 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
       `headsOwnUnembedding with sequential heads needs mtpLayout "deepseek" (shared_head.head)`,
     ]);
   }
-  const depth = Math.max(1, c.nFuture - 1); // the default: one draft per head
-  if (c.mtpDepth !== undefined && c.mtpDepth !== depth && c.headKind !== "sequential") {
-    fail([
-      `mtpDepth can differ from nFuture - 1 only for sequential MTP modules, not headKind ` +
-      `"${c.headKind}"`,
-    ]);
-  }
+  // Other kinds draft one token per head: mtpDepth is theirs by definition (a config spread
+  // from another model's may carry a stale one).
+  const depth = Math.max(1, c.nFuture - 1);
   if (c.headKind === "sequential" && c.nFuture < 2) {
     fail([`sequential heads need nFuture >= 2 (one MTP module or more), got ${c.nFuture}`]);
   }
@@ -302,6 +298,6 @@ export function parseConfigFields(input: unknown, headKinds: readonly string[]):
     }
   }
   const kvDtype = c.kvDtype ?? (c.dtype === "f32" ? "f32" : "f16");
-  const mtpDepth = c.mtpDepth ?? depth;
+  const mtpDepth = c.headKind === "sequential" ? c.mtpDepth ?? depth : depth;
   return { ...c, nKvHeads, headDim: headDim!, kvDtype, mtpDepth };
 }

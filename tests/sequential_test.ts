@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
-import { complete, createModel, forward, type ModelConfigInput } from "../mod.ts";
+import { complete, createModel, forward, loadModel, type ModelConfigInput } from "../mod.ts";
 import { referenceForward } from "../heads/reference.ts";
 import { relativeError } from "../kernels/reference.ts";
 import { ALL_FEATURES, randomTokens, readU32, rng, tensorsOf, tiny } from "./helpers.ts";
 import { headDraftSource } from "../decode/drafts.ts";
 import { Session } from "../decode/session.ts";
 import { S } from "../kernels/state.ts";
+import { encode } from "../kernels/dispatch.ts";
+import { mtpNames } from "../heads/sequential.ts";
+import { TrainProgram } from "../train/program.ts";
+import { batchSampler } from "../train/data.ts";
+import { upload } from "../train/trainer.ts";
 
 const tolerance = (c: { kvDtype: string }) => c.kvDtype === "f16" ? 2e-3 : 1e-4;
 
@@ -165,3 +170,215 @@ Deno.test("sequential MTP modules: the trunk matches a model without them", asyn
     b.dispose();
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Training sequential modules on a frozen trunk
+
+const TRAIN_TINY = {
+  vocabSize: 37,
+  dModel: 16,
+  nLayers: 1,
+  nHeads: 2,
+  nKvHeads: 1,
+  headDim: 8,
+  dFF: 24,
+  maxSeqLen: 64,
+  nFuture: 3,
+  headKind: "sequential",
+  dtype: "f32" as const,
+};
+
+/**
+ * The f64 reference's loss over a batch: each head's mean cross-entropy, summed. Module k at row
+ * r reads t_{r+k}, which for the last rows lies past the sequence: the stream's next tokens
+ * (targets) extend it, so the reference runs on the sequence plus those.
+ */
+function sequentialLoss(
+  m: { config: import("../mod.ts").ModelConfig },
+  t: Map<string, Float32Array>,
+  seqs: number[][],
+  targets: number[][][],
+): number {
+  const v = m.config.vocabSize, nh = m.config.nFuture;
+  let loss = 0, rows = 0;
+  seqs.forEach((seq, b) => {
+    const T = seq.length;
+    const ext = [...seq, ...Array.from({ length: nh }, (_, i) => targets[b][i][T - 1])];
+    referenceForward(m.config, t, ext).forEach((logits, j) => {
+      for (let r = 0; r < T; r++) {
+        const row = logits.subarray(r * v, (r + 1) * v);
+        const max = Math.max(...row);
+        let s = 0;
+        for (const x of row) s += Math.exp(x - max);
+        loss += max + Math.log(s) - row[targets[b][j][r]];
+      }
+    });
+    rows += T;
+  });
+  return loss / rows;
+}
+
+for (const mtpLayout of ["mimo", "deepseek"] as const) {
+  Deno.test(`training sequential MTP modules: gradients equal finite differences of the f64 reference loss (${mtpLayout})`, async () => {
+    const config = { ...TRAIN_TINY, mtpLayout, qkvBias: true };
+    const model = await createModel(config, { seed: 3 });
+    const B = 2, T = 7, nh = config.nFuture;
+    const noStep = {
+      schedule: { maxLr: 0, minLr: 0, warmupSteps: 0, totalSteps: 1 },
+      weightDecay: 0,
+    };
+    const program = new TrainProgram(model, {
+      batch: B,
+      seqLen: T,
+      trainTrunk: false,
+      optimizer: noStep,
+    });
+    try {
+      const stream = Uint32Array.from({ length: 200 }, (_, i) => (i * 7 + (i >> 3)) % 37);
+      const batch = batchSampler(stream, { batch: B, seqLen: T, nFuture: nh, seed: 5 })(0);
+      upload(program, batch);
+      const gpu = model.gpu;
+      const enc = gpu.device.createCommandEncoder();
+      for (const b of program.gradBuffers) enc.clearBuffer(b);
+      const pass = enc.beginComputePass();
+      encode(pass, program.step);
+      pass.end();
+      gpu.device.queue.submit([enc.finish()]);
+      const seqs = [0, 1].map((b) => Array.from(batch.ids.subarray(b * T, (b + 1) * T)));
+      const targets = [0, 1].map((b) =>
+        batch.targets.map((t) => Array.from(t.subarray(b * T, (b + 1) * T)))
+      );
+      const tensors = tensorsOf(model, 3);
+      const losses = new Float32Array(await gpu.read(program.losses.buffer), 0, nh);
+      const ref = sequentialLoss(model, tensors, seqs, targets);
+      const total = losses.reduce((x, y) => x + y, 0) / (B * T);
+      assert.ok(Math.abs(total - ref) < 1e-5 * ref, `loss ${total}, reference ${ref}`);
+      // Only the modules learn.
+      assert.ok(program.params.every((p) => !p.names[0].startsWith("model.embed")));
+      const names = (i: number) => mtpNames(model.config, i);
+      const checks: [string, string, number][] = [
+        [names(0).inputProj, names(0).inputProj, 0],
+        [names(1).inputProj, names(1).inputProj, 0],
+        [names(0).hiddenNorm, names(0).hiddenNorm, 0],
+        [names(1).tokenNorm, names(1).tokenNorm, 0],
+        [names(0).finalNorm, names(0).finalNorm, 0], // MiMo: module 2 reads through it too
+        [`${names(0).prefix}.mlp.down_proj.weight`, `${names(0).prefix}.mlp.down_proj.weight`, 0],
+        [
+          `${names(1).prefix}.self_attn.qkv`,
+          `${names(1).prefix}.self_attn.k_proj.weight`,
+          2 * 8 * 16,
+        ],
+      ];
+      for (const [param, name, offset] of checks) {
+        const p = program.params.find((x) => x.names[0] === param);
+        assert.ok(p, `no parameter ${param}`);
+        const grad = new Float32Array(await gpu.read(p.grad.buffer, p.weight.shape[0] * 4));
+        const w = tensors.get(name)!;
+        for (const i of [1, Math.floor(w.length / 2) + 3, w.length - 2]) {
+          const h = 1e-3, keep = w[i];
+          w[i] = keep + h;
+          const up = sequentialLoss(model, tensors, seqs, targets);
+          w[i] = keep - h;
+          const down = sequentialLoss(model, tensors, seqs, targets);
+          w[i] = keep;
+          const fd = (up - down) / (2 * h);
+          const got = grad[offset + i];
+          assert.ok(
+            Math.abs(got - fd) <= 2e-3 * Math.abs(fd) + 2e-5,
+            `${name}[${i}]: gradient ${got}, finite difference ${fd}`,
+          );
+        }
+      }
+    } finally {
+      program.dispose();
+      model.dispose();
+    }
+  });
+}
+
+Deno.test("deno task train --heads-only --head-kind sequential: MTP modules learn on a frozen trunk, then draft", async () => {
+  const dir = await Deno.makeTempDir();
+  const fixture = new URL("./fixtures/", import.meta.url).pathname;
+  try {
+    const hf = `${dir}/hf`;
+    await Deno.mkdir(hf);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(`${fixture}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
+    }
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${fixture}tokenizers/byte_level_bpe/${f}`, `${hf}/${f}`);
+    }
+    // A short period: the distilled prompts cut from it are few, so 100 steps learn the trunk's
+    // continuations of each.
+    const text = "x+=1;".repeat(200);
+    await Deno.writeTextFile(`${dir}/a.js`, text);
+    const args = ["--data", `${dir}/a.js`, "--heldout", `${dir}/a.js`, "--model", hf];
+    const small = ["--seq-len", "24", "--batch", "4", "--steps", "100", "--log-every", "10"];
+    const refused = await trainCli(
+      ...args,
+      "--head-kind",
+      "sequential",
+      "--out",
+      `${dir}/x`,
+      ...small,
+    );
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /--head-kind sequential trains MTP modules on a frozen trunk/);
+    const out = `${dir}/mtp`;
+    const r = await trainCli(
+      ...args,
+      ...["--heads-only", "--heads", "3", "--head-kind", "sequential", "--mtp-layout", "deepseek"],
+      // Self-distilled: the modules learn what this (random) trunk itself generates.
+      ...["--distil", "24", "--distil-prompt", "8", "--lr", "3e-3", "--warmup", "5", "--out", out],
+      ...small,
+    );
+    assert.equal(r.code, 0, r.err);
+    const base = await loadModel(hf);
+    const trained = await loadModel(out, { onWarning: () => {} });
+    try {
+      assert.equal(trained.config.headKind, "sequential");
+      assert.equal(trained.config.mtpLayout, "deepseek");
+      for (const [name] of base.tensorShapes()) {
+        assert.deepEqual(
+          (await trained.getTensor(name)).bytes,
+          (await base.getTensor(name)).bytes,
+          `${name}: the trunk is frozen`,
+        );
+      }
+      // The modules learned the repeated text: their losses fell.
+      const log = JSON.parse(await Deno.readTextFile(`${out}/run.json`));
+      const steps = (log.history as { train: number[] }[]).filter((h) => h.train.length);
+      for (const j of [1, 2]) {
+        const first = steps[0].train[j], last = steps[steps.length - 1].train[j];
+        assert.ok(last < 0.5 * first, `head ${j + 1}: loss ${first} -> ${last}`);
+      }
+      // They draft what the trunk generates: speculative decoding accepts, and equals greedy.
+      const prompt = trained.tokenizer!.encode(text, { addSpecialTokens: false }).slice(0, 8);
+      const g = await complete(trained, prompt, { maxTokens: 16 });
+      const s = await complete(trained, prompt, { maxTokens: 16, mode: "speculative" });
+      assert.deepEqual(s.tokens, g.tokens);
+      assert.ok(s.stats.tokensPerStep > 1.8, `tokens/step ${s.stats.tokensPerStep}`);
+    } finally {
+      base.dispose();
+      trained.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs examples/train.ts with `args`; its exit code and stderr. */
+async function trainCli(...args: string[]) {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-webgpu",
+      new URL("../examples/train.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+}

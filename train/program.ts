@@ -38,6 +38,9 @@ import { gradNormPartials } from "../kernels/grad_norm.ts";
 import type { LayerWeights } from "../model/weights.ts";
 import type { Model } from "../heads/model.ts";
 import type { MedusaWeights } from "../heads/medusa.ts";
+import { type MtpModule, mtpNames } from "../heads/sequential.ts";
+import { columns } from "../kernels/columns.ts";
+import { mtpConcat } from "../kernels/mtp_concat.ts";
 
 /** The shape of a training batch and what learns. */
 export interface StepOptions {
@@ -83,8 +86,6 @@ function checkTrainable(model: Model): void {
   const bad = [
     c.dtype !== "f32" &&
     `dtype "${c.dtype}" (training keeps f32 master weights: load or create the model with dtype "f32")`,
-    c.headKind === "sequential" &&
-    `sequential MTP modules (train transformer or medusa heads, or load trained modules)`,
   ].filter(Boolean);
   if (bad.length > 0) {
     throw new InvalidInputError(`training does not support ${bad.join(", ")} yet`);
@@ -106,10 +107,17 @@ export class TrainProgram {
   readonly model: Model;
   /** Rows of a batch: batch * seqLen. */
   readonly rows: number;
+  /** Tokens per sequence. */
+  readonly seqLen: number;
   /** [R] u32 input ids of the batch (written by the host before each step). */
   readonly ids: Tensor;
   /** [nFuture, R] u32 targets: row j holds head j's (the token j + 1 after each row). */
   readonly targets: Tensor;
+  /**
+   * [nFuture - 1, R] u32, sequential MTP modules only: the token module k + 1 embeds at each
+   * row (targets row k, but none at a sequence's position 0, as vLLM has it); see `upload`.
+   */
+  readonly mtpIds: Tensor | null;
   /** [embedBackwardPlanWords(R)] u32 the embedding backward's grouping of the ids. */
   readonly plan: Tensor;
   /** [nFuture] f32 each head's summed cross-entropy of the last step or evaluation. */
@@ -134,8 +142,17 @@ export class TrainProgram {
     const c = model.config;
     const a = this.#arena = model.gpu.arena("training");
     const R = this.rows = o.batch * o.seqLen;
+    this.seqLen = o.seqLen;
     const d = c.dModel, nh = c.nFuture;
     const trainTrunk = o.trainTrunk ?? true;
+    const sequential = c.headKind === "sequential" ? model.heads as MtpModule[] : [];
+    if (sequential.length > 0 && trainTrunk) {
+      throw new InvalidInputError(
+        "sequential MTP modules train on a frozen trunk only: pass trainTrunk: false " +
+          "(deno task train --heads-only)",
+      );
+    }
+    this.mtpIds = sequential.length > 0 ? a.tensor("mtp ids", [nh - 1, R], "u32") : null;
     this.model = model;
     this.ids = a.tensor("ids", [R], "u32");
     this.targets = a.tensor("targets", [nh, R], "u32");
@@ -185,7 +202,7 @@ export class TrainProgram {
       capacity: o.seqLen,
     };
     const medusa = c.headKind === "medusa" ? model.heads as MedusaWeights | null : null;
-    const heads = c.headKind === "medusa" ? [] : model.heads as LayerWeights[];
+    const heads = c.headKind === "transformer" ? model.heads as LayerWeights[] : [];
     const trunk = model.trunk;
 
     // Gradients, one per weight buffer (a tied unembedding shares the embedding's).
@@ -226,6 +243,15 @@ export class TrainProgram {
       if (!c.tieEmbeddings) matrixParam(trunk.lmHead, "lm_head.weight");
     }
     heads.forEach((w, j) => layerParams(w, `mtp_heads.${j}`));
+    sequential.forEach((w, i) => {
+      const n = mtpNames(c, i);
+      vectorParam(w.hiddenNorm, n.hiddenNorm);
+      vectorParam(w.tokenNorm, n.tokenNorm);
+      matrixParam(w.inputProj, n.inputProj);
+      layerParams(w.layer, n.prefix);
+      vectorParam(w.finalNorm, n.finalNorm);
+      if (w.lmHead) matrixParam(w.lmHead, n.lmHead);
+    });
     if (medusa) {
       matrixParam(medusa.w, "medusa_head.weight");
       vectorParam(medusa.bias, "medusa_head.bias");
@@ -460,14 +486,18 @@ export class TrainProgram {
       k: number,
       dx: Tensor,
       backward: boolean,
-      { norm = true, unembed = trunk.lmHead }: { norm?: boolean; unembed?: Matrix } = {},
+      { norm = true, unembed = trunk.lmHead, normWeight = trunk.norm }: {
+        norm?: boolean;
+        unembed?: Matrix;
+        normWeight?: Tensor;
+      } = {},
     ): Dispatch[] => {
       const xn = norm ? xnF : x;
       const out: Dispatch[] = [
         ...(norm
           ? rmsnorm(a, {
             x,
-            weight: trunk.norm,
+            weight: normWeight,
             out: xnF,
             rows: R,
             dim: d,
@@ -512,10 +542,10 @@ export class TrainProgram {
         ...(norm
           ? rmsnormBackward(a, {
             x,
-            weight: trunk.norm,
+            weight: normWeight,
             dy: tmp,
             dx,
-            dWeight: gV(trunk.norm),
+            dWeight: gV(normWeight),
             rows: R,
             dim: d,
             eps,
@@ -653,6 +683,149 @@ export class TrainProgram {
           : []),
       ];
     };
+    // Sequential MTP modules (the trunk frozen): module m reads hid_m, the trunk's output after
+    // its final norm (m = 0) or module m - 1's output y (DeepSeek) or its final norm of it (MiMo),
+    // and the embedding of the token m + 1 after each row; x2 = [RMSNorm(hid) g_h ; RMSNorm(e)
+    // g_e] (MiMo's order), x = x2 W_in^T, y = layer(x), loss on RMSNorm(y) g_f W^T. Forward and
+    // loss module by module, then backward from the last module to the first, each adding its
+    // hidden input's gradient to the module before's output gradient.
+    const mimo = c.mtpLayout === "mimo";
+    const seqActs = sequential.map((_, m) => ({
+      acts: acts(`mtp.${m}`),
+      hid: f(`mtp.${m}.hid`, d),
+      e: f(`mtp.${m}.e`, d),
+      x2: a.tensor(`mtp.${m}.x2`, [R, 2 * d]),
+      x: f(`mtp.${m}.x`, d),
+      y: f(`mtp.${m}.y`, d),
+      dy: f(`mtp.${m}.dy`, d),
+    }));
+    const dX2 = sequential.length ? a.tensor("mtp.dx2", [R, 2 * d]) : tmp;
+    const dHalf = sequential.length ? f("mtp.dhalf", d) : tmp;
+    const dHid = sequential.length ? f("mtp.dhid", d) : tmp;
+    const sequentialPass = (backward: boolean): Dispatch[] => {
+      const out: Dispatch[] = [];
+      sequential.forEach((w, m) => {
+        const s = seqActs[m], label = `mtp.${m}`;
+        const before = m === 0 ? H : seqActs[m - 1].y;
+        const preNorm = m === 0 ? trunk.norm : mimo ? sequential[m - 1].finalNorm : null;
+        out.push(
+          // hid = RMSNorm(before) g (or before itself)
+          ...(preNorm
+            ? rmsnorm(a, {
+              x: before,
+              weight: preNorm,
+              out: s.hid,
+              rows: R,
+              dim: d,
+              eps,
+              label: `${label}.hidden`,
+            })
+            : []),
+          ...embed(a, {
+            ids: this.mtpIds!,
+            idsOffset: m * R,
+            table: trunk.embed,
+            out: s.e,
+            rows: R,
+            label: `${label}.embed`,
+          }),
+          ...mtpConcat(a, {
+            rows: R,
+            dim: d,
+            eps,
+            pos: positions,
+            h: preNorm ? s.hid : before,
+            e: s.e,
+            gh: w.hiddenNorm,
+            ge: w.tokenNorm,
+            preNorm: null,
+            hiddenFirst: mimo,
+            out: s.x2,
+            label: `${label}.concat`,
+          }),
+          ...matmul(a, { x: s.x2, w: w.inputProj, y: s.x, rows: R, label: `${label}.input_proj` }),
+          ...layerForward(w.layer, s.acts, s.x, s.y, label),
+          ...headLoss(s.y, m + 1, s.dy, backward, {
+            normWeight: w.finalNorm,
+            unembed: w.lmHead ?? trunk.lmHead,
+          }),
+        );
+      });
+      if (!backward) return out;
+      for (let m = sequential.length - 1; m >= 0; m--) {
+        const w = sequential[m], s = seqActs[m], label = `mtp.${m}`;
+        const hid = m === 0 || mimo ? s.hid : seqActs[m - 1].y;
+        const [hOff, eOff] = mimo ? [0, d] : [d, 0];
+        out.push(
+          ...layerBackward(w.layer, s.acts, s.x, s.dy, label), // s.dy becomes d(x)
+          ...matmulDw(a, {
+            dy: s.dy,
+            x: s.x2,
+            dw: gM(w.inputProj),
+            rows: R,
+            n: d,
+            k: 2 * d,
+            accumulate: true,
+            label: `${label}.input_proj.dw`,
+          }),
+          ...matmulDx(a, {
+            dy: s.dy,
+            w: w.inputProj,
+            dx: dX2,
+            rows: R,
+            label: `${label}.input_proj.dx`,
+          }),
+          // the token half: only g_e learns (the embedding is the frozen trunk's)
+          ...columns(a, { x: dX2, out: dHalf, rows: R, n: d, stride: 2 * d, offset: eOff }),
+          ...rmsnormBackward(a, {
+            x: s.e,
+            weight: w.tokenNorm,
+            dy: dHalf,
+            dx: tmp,
+            dWeight: gV(w.tokenNorm),
+            rows: R,
+            dim: d,
+            eps,
+            accumulateDWeight: true,
+            label: `${label}.token_norm.bwd`,
+          }),
+          ...columns(a, { x: dX2, out: dHalf, rows: R, n: d, stride: 2 * d, offset: hOff }),
+          ...rmsnormBackward(a, {
+            x: hid,
+            weight: w.hiddenNorm,
+            dy: dHalf,
+            dx: dHid,
+            dWeight: gV(w.hiddenNorm),
+            rows: R,
+            dim: d,
+            eps,
+            accumulateDWeight: true,
+            label: `${label}.hidden_norm.bwd`,
+          }),
+        );
+        if (m === 0) continue;
+        // d(y of module m - 1) += d(hid), through MiMo's final norm of it
+        const prev = seqActs[m - 1];
+        out.push(
+          ...(mimo
+            ? rmsnormBackward(a, {
+              x: prev.y,
+              weight: sequential[m - 1].finalNorm,
+              dy: dHid,
+              dx: prev.dy,
+              dWeight: gV(sequential[m - 1].finalNorm),
+              rows: R,
+              dim: d,
+              eps,
+              accumulateDx: true,
+              accumulateDWeight: true,
+              label: `${label}.hidden.bwd`,
+            })
+            : axpy(a, { x: dHid, y: prev.dy, n: R * d, label: `${label}.to_${m - 1}` })),
+        );
+      }
+      return out;
+    };
     const backwardTrunk: Dispatch[] = trainTrunk
       ? [
         ...trunk.layers.flatMap((_, i) => {
@@ -675,6 +848,7 @@ export class TrainProgram {
       ...forwardTrunk,
       ...headsPass(true),
       ...medusaPass(true),
+      ...sequentialPass(true),
       ...backwardTrunk,
       ...adamw(a, {
         params: this.params,
@@ -685,7 +859,12 @@ export class TrainProgram {
         label: "adamw",
       }),
     ];
-    this.evaluate = [...forwardTrunk, ...headsPass(false), ...medusaPass(false)];
+    this.evaluate = [
+      ...forwardTrunk,
+      ...headsPass(false),
+      ...medusaPass(false),
+      ...sequentialPass(false),
+    ];
   }
 
   /**

@@ -7,6 +7,7 @@
  * @module
  */
 import { encode } from "../kernels/dispatch.ts";
+import { NO_TOKEN } from "../kernels/state.ts";
 import { embedBackwardPlan } from "../kernels/embed_backward.ts";
 import { OPT, optimizerStatus } from "../kernels/adamw.ts";
 import { GpuError, InvalidInputError } from "../gpu/errors.ts";
@@ -49,6 +50,15 @@ export function upload(program: TrainProgram, batch: Batch): void {
   );
   const plan = embedBackwardPlan(batch.ids, program.model.config.vocabSize);
   writeBuffer(dev, program.plan.buffer, plan);
+  if (program.mtpIds) {
+    // Module k + 1 embeds the token k + 1 after each row (targets row k); none at position 0.
+    const seqLen = program.seqLen;
+    for (let k = 0; k < program.model.config.nFuture - 1; k++) {
+      const ids = Uint32Array.from(batch.targets[k]);
+      for (let r = 0; r < ids.length; r += seqLen) ids[r] = NO_TOKEN;
+      writeBuffer(dev, program.mtpIds.buffer, ids, k * program.rows * 4);
+    }
+  }
 }
 
 /** Mean loss of each head over `batches` (forward only; a host sync per batch). */

@@ -30,6 +30,11 @@ export interface GenerationStats {
   draftAcceptance: number[];
   /** Drafts accepted per step, on average: tokensPerStep - 1 but for stops cutting a block. */
   meanAcceptedLength: number;
+  /**
+   * Per draft slot, the counts behind `draftAcceptance`: drafts proposed, and accepted (with
+   * every draft before them), to pool over generations.
+   */
+  draftCounts: { proposed: number[]; accepted: number[] };
   /** Host-GPU synchronisations (buffer maps and waits), none of them per step. */
   hostSyncs: number;
   /** Seconds from the call to the prompt being processed. */
@@ -82,6 +87,10 @@ export function generationStats(o: {
     headAcceptance,
     draftAcceptance,
     meanAcceptedLength: steps ? accepted / steps : 0,
+    draftCounts: {
+      proposed: Array.from({ length: o.k - 1 }, (_, j) => st[S.PROPOSED + j]),
+      accepted: Array.from({ length: o.k - 1 }, (_, j) => st[S.ACCEPTED + j]),
+    },
     hostSyncs: o.hostSyncs,
     prefillSeconds: (t1 - t0) / 1000,
     decodeSeconds,

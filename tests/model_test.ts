@@ -170,7 +170,13 @@ for (const [name, config] of draftCases) {
         run(model.gpu, [
           ...trunk(ctx, model.trunk, { ids, positions, kv: allocKv(arena, c, n, c.nLayers), s }),
           ...heads.block({ s, ids, positions }),
-          ...heads.draft({ s, row: { buffer: index.buffer, at: 0 }, ids: drafts }),
+          ...heads.draft({
+            s,
+            row: { buffer: index.buffer, at: 0 },
+            ids: drafts,
+            positions,
+            tokens: ids,
+          }),
         ], "draft test");
         const got = Array.from(await readU32(arena, drafts, c.nFuture)).slice(1);
         const want = logits.slice(1).map((l) =>

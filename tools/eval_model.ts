@@ -2,6 +2,7 @@
  * Measures a trained byte-level multi-token model on held-out code, for its model card:
  * - held-out loss of each head in bits per byte (head 1's is the model's compression rate);
  * - the teacher-forced top-1 accuracy of each head against the real text;
+ * - per draft slot, how often draft j was accepted given draft j - 1 was, pooled over prompts;
  * - generating from prompts cut out of the held-out files: tokens per step and tokens/s of
  *   speculative decoding against greedy (the output is identical), and the share of repeated
  *   text in the generations (so that a degenerate loop cannot pass for good heads);
@@ -64,7 +65,9 @@ let windows = 0;
 for (const t of texts) {
   const bytes = Array.from(enc.encode(t));
   for (let s = 0; s + window + nh <= bytes.length && windows < 200; s += window) {
-    const ids = bytes.slice(s, s + window);
+    // nh - 1 bytes past the window: sequential MTP modules read the true token t+k at row t
+    // (the window's rows see nothing later: attention is causal).
+    const ids = bytes.slice(s, s + window + nh - 1);
     const heads = await forward(model, ids);
     for (let j = 0; j < nh; j++) {
       const l = heads[j];
@@ -100,6 +103,7 @@ const runs = {
   speculative: { tokens: 0, steps: 0, seconds: 0 },
 };
 let identical = true;
+const proposed: number[] = [], acceptedDrafts: number[] = [];
 let repeated = 0, generated = 0;
 const samples: string[] = [];
 await complete(model, prompts[0], { maxTokens: 16 }); // compile pipelines
@@ -108,6 +112,8 @@ for (const p of prompts) {
   const g = await complete(model, p, { maxTokens, ignoreEos: true });
   const s = await complete(model, p, { maxTokens, ignoreEos: true, mode: "speculative" });
   identical &&= g.tokens.join() === s.tokens.join();
+  s.stats.draftCounts.proposed.forEach((n, j) => proposed[j] = (proposed[j] ?? 0) + n);
+  s.stats.draftCounts.accepted.forEach((n, j) => acceptedDrafts[j] = (acceptedDrafts[j] ?? 0) + n);
   for (const [k, r] of [["greedy", g], ["speculative", s]] as const) {
     runs[k].tokens += r.stats.tokens;
     runs[k].steps += r.stats.steps;
@@ -142,6 +148,11 @@ const result = {
     tokensPerSecond: runs.speculative.tokens / runs.speculative.seconds,
     tokensPerStep: runs.speculative.tokens / runs.speculative.steps,
   },
+  // draft j accepted given draft j - 1 was (draft 1: of those proposed), pooled
+  draftAcceptance: acceptedDrafts.map((a, j) =>
+    a / (j === 0 ? proposed[0] : acceptedDrafts[j - 1]) || 0
+  ),
+  meanAcceptedLength: acceptedDrafts.reduce((x, y) => x + y, 0) / runs.speculative.steps,
   speedup: (runs.speculative.tokens / runs.speculative.seconds) /
     (runs.greedy.tokens / runs.greedy.seconds),
   identicalToGreedy: identical,

@@ -27,6 +27,10 @@ export { argmax } from "./kernels/argmax.ts";
 export { attention, attentionSplits } from "./kernels/attention.ts";
 export { embed } from "./kernels/embed.ts";
 export { gatherRows, type GpuIndex } from "./kernels/gather_rows.ts";
+export { scatterRows } from "./kernels/scatter_rows.ts";
+export { mtpConcat } from "./kernels/mtp_concat.ts";
+export { mtpRows } from "./kernels/mtp_rows.ts";
+export { columns } from "./kernels/columns.ts";
 export { gemv, GEMV_MAX_ROWS, threadsPerRow } from "./kernels/gemv.ts";
 export { matmul, matmulDw, matmulDx, type MatmulTune, type Rows } from "./kernels/matmul.ts";
 export { rmsnorm } from "./kernels/rmsnorm.ts";
@@ -63,6 +67,7 @@ export type { Block, HeadKind, HeadRun, LogitsView } from "./heads/kind.ts";
 export { HEAD_KINDS, headKind } from "./heads/registry.ts";
 export { transformerHeads } from "./heads/transformer.ts";
 export { medusaHeads, type MedusaWeights } from "./heads/medusa.ts";
+export { type MtpModule, type MtpNames, mtpNames, sequentialHeads } from "./heads/sequential.ts";
 export { PREFILL_CHUNK } from "./heads/model.ts";
 export { referenceForward, referenceGreedy } from "./heads/reference.ts";
 export {

@@ -61,7 +61,14 @@ export {
   type Prompt,
 } from "./decode/generate.ts";
 export type { GenerationStats } from "./decode/stats.ts";
-export { type DraftSource, headDraftSource, replayDrafts } from "./decode/drafts.ts";
+export {
+  type DraftSource,
+  headDraftSource,
+  headsAndLookup,
+  lookupDrafts,
+  type LookupOptions,
+  replayDrafts,
+} from "./decode/drafts.ts";
 export {
   byteTokenizer,
   type ByteTokenizerOptions,

@@ -10,6 +10,8 @@ import type { Block } from "../heads/kind.ts";
 import type { Model } from "../heads/model.ts";
 import type { ForwardContext } from "../model/trunk.ts";
 import { replay } from "./replay.ts";
+import { lookup } from "./lookup.ts";
+import { InvalidInputError } from "../gpu/errors.ts";
 
 /** What a draft source gets to build its GPU work for one generation. */
 export interface DraftHost {
@@ -78,6 +80,83 @@ export function headDraftSource(): DraftSource {
             positions,
             tokens,
           }),
+      };
+    },
+  };
+}
+
+/** Options of {@link lookupDrafts} and {@link headsAndLookup}. */
+export interface LookupOptions {
+  /** Longest n-gram looked up, >= 1 (default 3). */
+  ngram?: number;
+  /** Shortest n-gram tried before giving up, in [1, ngram] (default 1; 2 for headsAndLookup). */
+  minNgram?: number;
+}
+
+function lookupSizes(o: LookupOptions, minDefault: number): { maxN: number; minN: number } {
+  const maxN = o.ngram ?? 3, minN = o.minNgram ?? Math.min(minDefault, maxN);
+  if (!Number.isInteger(maxN) || maxN < 1) {
+    throw new InvalidInputError(`ngram must be an integer >= 1, got ${maxN}`);
+  }
+  if (!Number.isInteger(minN) || minN < 1 || minN > maxN) {
+    throw new InvalidInputError(`minNgram must be an integer in [1, ngram = ${maxN}], got ${minN}`);
+  }
+  return { maxN, minN };
+}
+
+/**
+ * Prompt-lookup drafts (speculative edits): the last tokens of the sequence are looked up in
+ * the whole sequence, prompt and output so far, on the GPU; what followed their latest earlier
+ * occurrence is proposed. Where the output repeats the input (rewriting a file, quoting), most
+ * drafts are right.
+ *
+ * @throws {InvalidInputError} for an n-gram size < 1.
+ * @example
+ * ```ts
+ * import { complete, createModel, lookupDrafts } from "@ahead/mtp";
+ * const model = await createModel({ vocabSize: 64, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 128 });
+ * const prompt = [5, 6, 7, 8, 9, 10, 11, 12, 5, 6, 7];
+ * const r = await complete(model, prompt, { maxTokens: 32, mode: "speculative", drafts: lookupDrafts(), blockSize: 8 });
+ * console.log(r.stats.tokensPerStep);
+ * model.dispose();
+ * ```
+ */
+export function lookupDrafts(o: LookupOptions = {}): DraftSource {
+  const { maxN, minN } = lookupSizes(o, 1);
+  return {
+    name: "lookup",
+    attach({ ctx, state, ids, k, tokens }) {
+      return {
+        firstDrafts: new Array(k - 1).fill(NO_TOKEN),
+        beforeVerify: () => [],
+        afterVerify: () => lookup(ctx.arena, { state, tokens, ids, k, maxN, minN }),
+      };
+    },
+  };
+}
+
+/**
+ * The model's heads, and prompt lookup where the context repeats: each step the lookup's drafts
+ * replace the heads' when the last `minNgram` (default 2) or more tokens occurred before, whose
+ * continuation is then expected to be accepted for longer than the heads' guesses.
+ *
+ * @throws {InvalidInputError} for an n-gram size < 1.
+ */
+export function headsAndLookup(o: LookupOptions = {}): DraftSource {
+  const { maxN, minN } = lookupSizes(o, 2);
+  const heads = headDraftSource();
+  return {
+    name: "heads + lookup",
+    attach(host) {
+      const h = heads.attach(host);
+      const { ctx, state, ids, k, tokens } = host;
+      return {
+        firstDrafts: h.firstDrafts,
+        beforeVerify: (b) => h.beforeVerify(b),
+        afterVerify: (b) => [
+          ...h.afterVerify(b),
+          ...lookup(ctx.arena, { state, tokens, ids, k, maxN, minN, keepUnlessFound: true }),
+        ],
       };
     },
   };

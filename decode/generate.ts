@@ -19,6 +19,7 @@ import { checkIds, createTextStream } from "../io/tokenizer.ts";
 import { type DraftSource, headDraftSource } from "./drafts.ts";
 import { Batches } from "./readback.ts";
 import { Session, type Snapshot } from "./session.ts";
+import type { Sampling } from "./sample.ts";
 import { type GenerationStats, generationStats } from "./stats.ts";
 
 /** Options of {@link generate} and {@link complete}. */
@@ -53,6 +54,31 @@ export interface GenerateOptions {
   blockSize?: number;
   /** Record GPU timestamps per batch of steps (when the device supports them). */
   timestamps?: boolean;
+  /**
+   * Sampling temperature, >= 0: the logits are divided by it before the softmax. Default 0:
+   * greedy (the argmax). With `mode: "speculative"` sampling stays lossless: a draft is accepted
+   * with the probability the trunk gives it, and a rejected one is replaced by a sample of the
+   * trunk's distribution without it (Leviathan et al., Chen et al.), so the tokens follow exactly
+   * the distribution of plain sampling.
+   */
+  temperature?: number;
+  /** Sample from the k most likely tokens only (ties kept); an integer >= 1. Default: all. */
+  topK?: number;
+  /** Sample from the smallest most-likely set holding this probability, in (0, 1]. Default 1. */
+  topP?: number;
+  /** Drop tokens less than minP times as likely as the most likely one, in [0, 1). Default 0. */
+  minP?: number;
+  /**
+   * Penalty on tokens already in the prompt or output (as transformers does it: a positive logit
+   * is divided by it, a negative one multiplied), > 0. Default 1: none. Applies to greedy too.
+   */
+  repetitionPenalty?: number;
+  /**
+   * Seed of the random numbers, an integer in [0, 2^53): with the same seed, the same call gives
+   * the same tokens on any GPU (Philox keyed by seed and position). Default: a random seed,
+   * reported in the stats.
+   */
+  seed?: number;
 }
 
 /** A prompt: token ids, text (needs a tokenizer), or chat messages (needs a chat template). */
@@ -208,7 +234,52 @@ function validate(model: Model, prompt: readonly number[], o: GenerateOptions): 
       `with the model's heads as drafts the block size is nFuture (${c.nFuture}); got ${o.blockSize}`,
     );
   }
+  const num = (v: unknown) => typeof v === "number" && !Number.isNaN(v);
+  const refuse = (what: string, v: unknown) => {
+    throw new InvalidInputError(`${what}, got ${describeValue(v)}`);
+  };
+  if (
+    o.temperature !== undefined &&
+    !(num(o.temperature) && o.temperature >= 0 && isFinite(o.temperature))
+  ) {
+    refuse("temperature must be a number >= 0 (0: greedy)", o.temperature);
+  }
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1)) {
+    refuse("topK must be an integer >= 1", o.topK);
+  }
+  if (o.topP !== undefined && !(num(o.topP) && o.topP > 0 && o.topP <= 1)) {
+    refuse("topP must be in (0, 1]", o.topP);
+  }
+  if (o.minP !== undefined && !(num(o.minP) && o.minP >= 0 && o.minP < 1)) {
+    refuse("minP must be in [0, 1)", o.minP);
+  }
+  if (
+    o.repetitionPenalty !== undefined &&
+    !(num(o.repetitionPenalty) && o.repetitionPenalty > 0 && isFinite(o.repetitionPenalty))
+  ) {
+    refuse("repetitionPenalty must be a number > 0 (1: none)", o.repetitionPenalty);
+  }
+  if (
+    o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0 && o.seed < 2 ** 53)
+  ) {
+    refuse("seed must be an integer in [0, 2^53)", o.seed);
+  }
   if (o.signal?.aborted) throw new AbortedError("the signal was aborted before generation started");
+}
+
+/** The sampling of a generation, or null for plain greedy decoding. */
+function samplingOf(o: GenerateOptions): Sampling | null {
+  const temperature = o.temperature ?? 0;
+  const repetitionPenalty = o.repetitionPenalty ?? 1;
+  if (temperature === 0 && repetitionPenalty === 1) return null;
+  return {
+    temperature,
+    topK: o.topK ?? 0,
+    topP: o.topP ?? 1,
+    minP: o.minP ?? 0,
+    repetitionPenalty,
+    seed: o.seed ?? Math.floor(Math.random() * 2 ** 53),
+  };
 }
 
 /**
@@ -252,6 +323,7 @@ export async function* generate(
   const c = model.config;
   const speculative = options.mode === "speculative";
   const k = speculative ? options.blockSize ?? defaultBlockSize(c) : 1;
+  const sampling = samplingOf(options);
   const release = model.acquire();
   const alive = () => {
     if (model.disposed) throw new ModelStateError("the model was disposed during generation");
@@ -265,6 +337,7 @@ export async function* generate(
       drafts: k > 1 ? options.drafts ?? headDraftSource() : null,
       promptLength: prompt.length,
       timestamps: options.timestamps,
+      sampling,
     });
     const p = prompt.length;
     const limit = Math.min(p + options.maxTokens, c.maxSeqLen);
@@ -323,7 +396,7 @@ export async function* generate(
     if (options.signal?.aborted) {
       throw new AbortedError(`generation aborted after ${emitted} tokens`);
     }
-    return generationStats({
+    const stats = generationStats({
       state: last!.state,
       tokens: emitted,
       nFuture: c.nFuture,
@@ -334,6 +407,7 @@ export async function* generate(
       dispatchesPerStep: session.step.length,
       draftDispatchesPerStep: session.draftDispatches,
     });
+    return sampling ? { ...stats, seed: sampling.seed } : stats;
   } catch (e) {
     if (model.disposed) throw new ModelStateError("the model was disposed during generation");
     throw e;

@@ -22,6 +22,7 @@ import {
 } from "../model/trunk.ts";
 import type { AttachedDrafts, DraftSource } from "./drafts.ts";
 import { verify } from "./verify.ts";
+import { sample, type Sampling, SAMPLING_TEST_HOOKS } from "./sample.ts";
 
 const TIMESTAMP_BYTES = 256; // resolveQuerySet writes at 256-byte aligned offsets
 
@@ -82,7 +83,14 @@ export class Session {
   /** Builds the buffers and the step program; `drafts` is null for greedy decoding. */
   constructor(
     model: Model,
-    o: { k: number; drafts: DraftSource | null; promptLength: number; timestamps?: boolean },
+    o: {
+      k: number;
+      drafts: DraftSource | null;
+      promptLength: number;
+      timestamps?: boolean;
+      /** Draw tokens (and accept drafts) by sampling; null or absent: greedy. */
+      sampling?: Sampling | null;
+    },
   ) {
     this.model = model;
     this.k = o.k;
@@ -142,14 +150,28 @@ export class Session {
         s: block.s,
         label: "head1",
       }),
-      ...argmax(a, {
-        logits: this.logits,
-        out: this.picks,
-        rows: this.k,
-        n: c.vocabSize,
-        done,
-        label: "argmax",
-      }),
+      ...(o.sampling
+        ? sample(a, {
+          state: this.state,
+          logits: this.logits,
+          ids: this.ids,
+          positions: this.positions,
+          tokens: this.tokens,
+          seen: a.tensor("seen", [this.k, Math.ceil(c.vocabSize / 32)], "u32"),
+          picks: this.picks,
+          rows: this.k,
+          vocab: c.vocabSize,
+          sampling: o.sampling,
+          acceptAll: SAMPLING_TEST_HOOKS.acceptAllDrafts,
+        })
+        : argmax(a, {
+          logits: this.logits,
+          out: this.picks,
+          rows: this.k,
+          n: c.vocabSize,
+          done,
+          label: "argmax",
+        })),
       ...verify(a, {
         state: this.state,
         picks: this.picks,

@@ -47,6 +47,8 @@ export interface GenerationStats {
   dispatchesPerStep: number;
   /** Of those, the launches of the draft source (heads, MTP modules); 0 when greedy. */
   draftDispatchesPerStep: number;
+  /** The seed of a sampled generation (the one given, or the random one drawn); absent if greedy. */
+  seed?: number;
 }
 
 /** The statistics of a generation that emitted `tokens` tokens and ended with `state`. */

@@ -52,8 +52,24 @@ export interface MtpModule {
   lmHead: Matrix | null;
 }
 
+/** Checkpoint names of one MTP module's own tensors (its decoder layer's are under `prefix`). */
+export interface MtpNames {
+  /** Prefix of the module's tensors and of its decoder layer's. */
+  prefix: string;
+  /** The hidden input's norm. */
+  hiddenNorm: string;
+  /** The token embedding's norm. */
+  tokenNorm: string;
+  /** The [2 dModel -> dModel] projection. */
+  inputProj: string;
+  /** The norm before the unembedding. */
+  finalNorm: string;
+  /** The module's own unembedding, when it has one (DeepSeek's shared_head.head). */
+  lmHead: string;
+}
+
 /** Checkpoint names of module `i` in the configured layout. */
-export function mtpNames(c: ModelConfig, i: number) {
+export function mtpNames(c: ModelConfig, i: number): MtpNames {
   if (c.mtpLayout === "deepseek") {
     const p = `model.layers.${c.nLayers + i}`;
     return {

@@ -64,7 +64,7 @@ Deno.test("speculative == greedy token for token: 50 prompts x heads 2..8 x both
   assert.ok(tokens > steps, "speculative decoding never emitted more than one token per step");
 });
 
-Deno.test("speculative == greedy token for token with every Hugging Face trunk feature on, both head kinds", async () => {
+Deno.test("speculative == greedy token for token with every Hugging Face trunk feature on, every head kind", async () => {
   const vocabSize = 7;
   const r = rng(2);
   const cases = Array.from({ length: 8 }, (_, i) => ({
@@ -73,7 +73,12 @@ Deno.test("speculative == greedy token for token with every Hugging Face trunk f
   }));
   const greedy = await greedyOf(vocabSize, cases, ALL_FEATURES);
   let accepted = 0;
-  const kinds = [["transformer", false], ["medusa", false], ["medusa", true]] as const;
+  const kinds = [
+    ["transformer", false],
+    ["medusa", false],
+    ["medusa", true],
+    ["sequential", false],
+  ] as const;
   for (const [headKind, headsOwnUnembedding] of kinds) {
     for (const nFuture of [3, 5]) {
       const config = tiny({ ...ALL_FEATURES, vocabSize, nFuture, headKind, headsOwnUnembedding });
@@ -177,6 +182,25 @@ Deno.test("speculative generation runs up to maxSeqLen exactly", async () => {
     const h = await complete(model, prompt, { maxTokens: 50, mode: "speculative" });
     assert.deepEqual(h.tokens, g.tokens);
   });
+});
+
+Deno.test("speculative generation with sequential MTP modules runs up to maxSeqLen exactly, 7 drafts a step", async () => {
+  // The modules' catch-up and drafts reach the last positions the caches hold.
+  const model = await createModel(tiny({ nFuture: 3, headKind: "sequential", mtpDepth: 7 }), {
+    seed: SEED,
+  });
+  try {
+    for (const n of [83, 94]) {
+      const prompt = randomTokens(n, 67, n);
+      const g = await complete(model, prompt, { maxTokens: 50 });
+      assert.equal(g.tokens.length, 96 - n);
+      const s = await complete(model, prompt, { maxTokens: 50, mode: "speculative" });
+      assert.deepEqual(s.tokens, g.tokens);
+      assert.equal(s.stats.draftAcceptance.length, 7);
+    }
+  } finally {
+    model.dispose();
+  }
 });
 
 Deno.test("speculative streaming: chunks concatenate to the greedy output, host syncs stay few", async () => {

@@ -9,7 +9,10 @@
  * - three sample generations.
  *
  *     deno run -A --unstable-webgpu tools/eval_model.ts --model DIR --heldout DIR [--window 512]
- *       [--prompts 50] [--tokens 256] [--dtype f32|f16|q8|q4] [--json FILE]
+ *       [--prompts 50] [--tokens 256] [--dtype f32|f16|q8|q4] [--temperature T] [--json FILE]
+ *
+ * --temperature also samples at T (seeded per prompt), plain and speculative (lossless
+ * speculative sampling with the heads' drafts): tokens/step and tokens/s of each.
  *
  * --dtype loads the weights in that storage type (q8 and q4 quantize them as they load), to
  * measure what quantization costs in held-out loss and gains in speed.
@@ -29,6 +32,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "256" },
     window: { type: "string", default: "512" },
     dtype: { type: "string" },
+    temperature: { type: "string" },
     json: { type: "string" },
   },
 });
@@ -132,6 +136,30 @@ for (const p of prompts) {
     samples.push(new TextDecoder().decode(Uint8Array.from(p)) + "⟪" + g.text + "⟫");
   }
 }
+// Sampling at --temperature: plain against speculative, the same seeds.
+const temperature = values.temperature === undefined ? null : Number(values.temperature);
+const sampled = {
+  plain: { tokens: 0, steps: 0, seconds: 0 },
+  speculative: { tokens: 0, steps: 0, seconds: 0 },
+};
+if (temperature !== null) {
+  for (const [i, p] of prompts.entries()) {
+    for (const mode of ["greedy", "speculative"] as const) {
+      const r = await complete(model, p, {
+        maxTokens,
+        ignoreEos: true,
+        temperature,
+        seed: i,
+        mode,
+      });
+      const k = mode === "greedy" ? "plain" : "speculative";
+      sampled[k].tokens += r.stats.tokens;
+      sampled[k].steps += r.stats.steps;
+      sampled[k].seconds += r.stats.decodeSeconds;
+    }
+  }
+}
+const perSecond = (x: { tokens: number; seconds: number }) => x.tokens / x.seconds;
 const result = {
   model: values.model,
   adapter: model.adapterName,
@@ -156,6 +184,18 @@ const result = {
   speedup: (runs.speculative.tokens / runs.speculative.seconds) /
     (runs.greedy.tokens / runs.greedy.seconds),
   identicalToGreedy: identical,
+  ...(temperature === null ? {} : {
+    sampling: {
+      temperature,
+      plain: { ...sampled.plain, tokensPerSecond: perSecond(sampled.plain) },
+      speculative: {
+        ...sampled.speculative,
+        tokensPerSecond: perSecond(sampled.speculative),
+        tokensPerStep: sampled.speculative.tokens / sampled.speculative.steps,
+      },
+      speedup: perSecond(sampled.speculative) / perSecond(sampled.plain),
+    },
+  }),
   repeatedShare: repeated / generated,
   samples,
 };

@@ -82,3 +82,28 @@ Deno.test("lookup n-gram sizes below 1 or inverted are refused with an InvalidIn
     assert.throws(() => headsAndLookup(o), InvalidInputError, JSON.stringify(o));
   }
 });
+
+Deno.test("examples/edit.ts: every draft source writes the greedy output of the edit prompt; bad changes are refused", async () => {
+  const { speculativeEdit } = await import("../examples/edit.ts");
+  const model = await createModel(
+    { vocabSize: 256, dModel: 32, nLayers: 1, nHeads: 2, dFF: 64, maxSeqLen: 400, nFuture: 3 },
+    { seed: 1 },
+  );
+  try {
+    const text = "let a = 1;\nlet b = a + 2;\nconsole.log(a, b);\n";
+    const r = await speculativeEdit(model, text, { rename: "a=x" }, { block: 6 });
+    assert.deepEqual(r.runs.map((x) => x.drafts), [
+      "greedy",
+      "heads",
+      "prompt lookup",
+      "heads + lookup",
+    ]);
+    assert.equal(r.expected, "let b = x + 2;\nconsole.log(x, b);\n");
+    for (const run of r.runs) assert.ok(run.tokensPerStep >= 1, run.drafts);
+    await assert.rejects(() => speculativeEdit(model, text, { rename: "zz=y" }), InvalidInputError);
+    await assert.rejects(() => speculativeEdit(model, text, { insert: "9:x" }), InvalidInputError);
+    await assert.rejects(() => speculativeEdit(model, text, { insert: "x" }), InvalidInputError);
+  } finally {
+    model.dispose();
+  }
+});

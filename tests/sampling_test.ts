@@ -13,7 +13,6 @@ import {
   f32,
   randomArray,
   readU32,
-  rng,
   stateTensor,
   tensorsOf,
   testArena,

@@ -39,6 +39,8 @@ export function sample(arena: Arena, o: {
   tokens: Tensor;
   seen: Tensor;
   picks: Tensor;
+  /** Scratch [rows, vocab]: each row's scaled logits, computed once. */
+  z: Tensor;
   rows: number;
   vocab: number;
   sampling: Sampling;
@@ -71,6 +73,7 @@ export function sample(arena: Arena, o: {
       ["tokens", o.tokens, "read", 1],
       ["seen", o.seen, "write", o.rows * words],
       ["picks", o.picks, "write", o.rows],
+      ["z", o.z, "write", o.rows * o.vocab],
     ],
     workgroups: [o.rows],
     label: o.label ?? "sample",

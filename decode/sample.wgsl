@@ -26,6 +26,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> tokens: array<u32>;       // [capacity] the sequence
 @group(0) @binding(6) var<storage, read_write> seen: array<atomic<u32>>; // [rows, words] bitmaps
 @group(0) @binding(7) var<storage, read_write> picks: array<u32>;  // [rows]
+@group(0) @binding(8) var<storage, read_write> zs: array<f32>;     // [rows, vocab] scratch: z
 override ACCEPT_ALL: bool = false;  // a broken acceptance rule, for the statistical test only
 const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
@@ -145,10 +146,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   // The largest scaled logit (lowest index on ties, for temperature 0).
   var m = -3.0e38;
   var mi = NONE;
+  let base = r * P.vocab;
   for (var t = li; t < P.vocab; t += WG) {
     let v = z(r, t);
+    zs[base + t] = v;  // every later pass reads z from here (the penalty looked up once)
     if (v > m) { m = v; mi = t; }
   }
+  storageBarrier();
   let zmax = maxF(li, m);
   if (P.temperature == 0.0) {
     redU[li] = select(NONE, mi, m == zmax);
@@ -168,14 +172,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     for (var it = 0u; it < 32u && lo < hi; it++) {
       let mid = lo + ((hi - lo) >> 1u) + ((hi - lo) & 1u);  // ceil of the half, no overflow
       var n = 0u;
-      for (var t = li; t < P.vocab; t += WG) { n += u32(key(z(r, t)) >= mid); }
+      for (var t = li; t < P.vocab; t += WG) { n += u32(key(zs[base + t]) >= mid); }
       if (sumU(li, n) >= P.topK) { lo = mid; } else { hi = mid - 1u; }
     }
   }
   // Cut 2, top p: the largest key >= lo whose tokens at or above it hold topP of what is left.
   var total = 0.0;
   for (var t = li; t < P.vocab; t += WG) {
-    let v = z(r, t);
+    let v = zs[base + t];
     if (key(v) >= lo) { total += exp(v - zmax); }
   }
   total = sumF(li, total);
@@ -186,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
       let mid = l2 + ((hi - l2) >> 1u) + ((hi - l2) & 1u);
       var s = 0.0;
       for (var t = li; t < P.vocab; t += WG) {
-        let v = z(r, t);
+        let v = zs[base + t];
         if (key(v) >= mid) { s += exp(v - zmax); }
       }
       if (sumF(li, s) >= P.topP * total) { l2 = mid; } else { hi = mid - 1u; }
@@ -198,13 +202,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   // The kept mass, and the draft's share of it.
   var kept = 0.0;
   for (var t = li; t < P.vocab; t += WG) {
-    let v = z(r, t);
+    let v = zs[base + t];
     if (key(v) >= lo) { kept += exp(v - zmax); }
   }
   kept = sumF(li, kept);
   var pd = 0.0;
   if (draft != NONE) {
-    let v = z(r, draft);
+    let v = zs[base + draft];
     if (key(v) >= lo) { pd = exp(v - zmax); }
     if (ACCEPT_ALL || rand01(pos, 1u) < pd / kept) {
       if (li == 0u) { picks[r] = draft; }
@@ -221,7 +225,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   var mine = 0.0;
   var myLast = NONE;
   for (var t = a; t < b; t++) {
-    let v = z(r, t);
+    let v = zs[base + t];
     if (t != draft && key(v) >= lo) {
       mine += exp(v - zmax);
       myLast = t;
@@ -240,7 +244,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     var acc = before;
     var pick = myLast;
     for (var t = a; t < b; t++) {
-      let v = z(r, t);
+      let v = zs[base + t];
       if (t != draft && key(v) >= lo) {
         acc += exp(v - zmax);
         if (acc > goal) {

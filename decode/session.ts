@@ -159,6 +159,7 @@ export class Session {
           tokens: this.tokens,
           seen: a.tensor("seen", [this.k, Math.ceil(c.vocabSize / 32)], "u32"),
           picks: this.picks,
+          z: a.tensor("sampling z", [this.k, c.vocabSize]),
           rows: this.k,
           vocab: c.vocabSize,
           sampling: o.sampling,

@@ -55,6 +55,7 @@ Deno.test("sample() draws what the CPU reference draws with the same random numb
             tokens: u32(a, tokens),
             seen: u32(a, new Array(rows * Math.ceil(vocab / 32)).fill(0)),
             picks,
+            z: f32(a, new Float32Array(rows * vocab)),
             rows,
             vocab,
             sampling: s,

@@ -18,7 +18,9 @@ import {
   createModel,
   generate,
   type GenerationStats,
+  headsAndLookup,
   loadModel,
+  lookupDrafts,
   type Model,
   preset,
   type Prompt,
@@ -39,6 +41,11 @@ Options:
   --mode MODE         "speculative" or "greedy" (default "speculative"; greedy without heads)
   --dtype TYPE        weight storage: f32, f16, q8 or q4 (quantized on the GPU as it loads);
                       default: the checkpoint's (f16 for f16 and bf16 checkpoints)
+  --temperature T     sample at temperature T (default 0: greedy); speculative sampling is
+                      lossless (the same distribution as plain sampling)
+  --top-k N --top-p P cut the distribution before sampling
+  --sample-seed N     seed of the sampling (default: random, printed with the stats)
+  --drafts SOURCE     "heads" (default), "lookup" (prompt lookup) or "heads+lookup"
   --heads N           output heads of the --random model, 1..8 (default 4)
   --seed N            seed of the --random model's weights (default 0)
   --help              show this help
@@ -65,6 +72,13 @@ const Args = z.object({
     .optional(),
   heads: int("--heads", 1, 8),
   seed: int("--seed", 0),
+  temperature: z.coerce.number({ error: "--temperature must be a number" }).optional(),
+  topK: int("--top-k", 1).optional(),
+  topP: z.coerce.number({ error: "--top-p must be a number" }).optional(),
+  sampleSeed: int("--sample-seed", 0).optional(),
+  drafts: z.enum(["heads", "lookup", "heads+lookup"], {
+    error: '--drafts must be "heads", "lookup" or "heads+lookup"',
+  }),
 });
 
 function parse(argv: string[]) {
@@ -83,6 +97,11 @@ function parse(argv: string[]) {
       dtype: { type: "string" },
       heads: { type: "string", default: "4" },
       seed: { type: "string", default: "0" },
+      temperature: { type: "string" },
+      "top-k": { type: "string" },
+      "top-p": { type: "string" },
+      "sample-seed": { type: "string" },
+      drafts: { type: "string", default: "heads" },
       help: { type: "boolean", default: false },
     },
   });
@@ -103,6 +122,11 @@ function parse(argv: string[]) {
     dtype: values.dtype,
     heads: values.heads,
     seed: values.seed,
+    temperature: values.temperature,
+    topK: values["top-k"],
+    topP: values["top-p"],
+    sampleSeed: values["sample-seed"],
+    drafts: values.drafts,
   });
   if (!r.success) {
     console.error(`error: ${r.error.issues.map((i) => i.message).join("; ")}\n\n${HELP}`);
@@ -122,7 +146,7 @@ function statsLine(s: GenerationStats, speculative: boolean): string {
   return `${s.tokens} tokens in ${s.steps} steps: ${s.tokensPerStep.toFixed(2)} tokens/step, ` +
     `${s.tokensPerSecond.toFixed(1)} tokens/s` +
     (acceptance ? `, head acceptance ${acceptance}` : "") +
-    `, ${s.hostSyncs} host syncs`;
+    `, ${s.hostSyncs} host syncs` + (s.seed !== undefined ? `, sampling seed ${s.seed}` : "");
 }
 
 async function open(args: ReturnType<typeof parse>): Promise<{ model: Model; about: string }> {
@@ -186,7 +210,8 @@ if (import.meta.main) {
   }
   const { model, about } = opened;
   try {
-    const mode = model.config.nFuture === 1 ? "greedy" : args.mode;
+    const lookup = args.drafts !== "heads";
+    const mode = model.config.nFuture === 1 && !lookup ? "greedy" : args.mode;
     const prompt: Prompt = args.ids ??
       (args.chat ? [{ role: "user", content: args.prompt }] : args.prompt);
     console.log(
@@ -195,7 +220,20 @@ if (import.meta.main) {
       }`,
     );
     const enc = new TextEncoder();
-    const it = generate(model, prompt, { maxTokens: args.maxTokens, mode });
+    const it = generate(model, prompt, {
+      maxTokens: args.maxTokens,
+      mode,
+      temperature: args.temperature,
+      topK: args.topK,
+      topP: args.topP,
+      seed: args.sampleSeed,
+      ...(mode === "speculative" && lookup
+        ? {
+          drafts: args.drafts === "lookup" ? lookupDrafts() : headsAndLookup(),
+          blockSize: 8,
+        }
+        : {}),
+    });
     let r = await it.next();
     while (!r.done) {
       await Deno.stdout.write(enc.encode(r.value.text ?? r.value.ids.join(" ") + " "));

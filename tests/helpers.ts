@@ -9,6 +9,8 @@ import { preset } from "../model/presets.ts";
 import { randomTensors } from "../model/weights.ts";
 import { quantizeRef, relativeError } from "../kernels/reference.ts";
 import type { Model } from "../heads/model.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { referenceForward } from "../heads/reference.ts";
 
 let shared: Promise<Arena> | null = null;
 /** The test file's arena on its device (created once). */
@@ -259,4 +261,71 @@ export async function watchedDevice(): Promise<WatchedDevice> {
     errors.push((e as GPUUncapturedErrorEvent).error.message);
   });
   return { device, live, errors, listeners: () => handlers.size };
+}
+
+/**
+ * The f64 reference's training loss over a batch: the sum over heads of the mean cross-entropy,
+ * head j of row r against targets[b][j][r]. Each sequence runs extended by the stream's next
+ * tokens (the targets of its last row): sequential MTP modules read the true token t+k at row t,
+ * which for the last rows lies past the sequence; for every other head the extension changes
+ * nothing (attention is causal).
+ */
+export function referenceLoss(
+  m: { config: ModelConfig },
+  t: Map<string, Float32Array>,
+  seqs: number[][],
+  targets: number[][][],
+): number {
+  const v = m.config.vocabSize, nh = m.config.nFuture;
+  let loss = 0, rows = 0;
+  seqs.forEach((seq, b) => {
+    const T = seq.length;
+    const ext = [...seq, ...Array.from({ length: nh }, (_, i) => targets[b][i][T - 1])];
+    referenceForward(m.config, t, ext).forEach((logits, j) => {
+      for (let r = 0; r < T; r++) {
+        const row = logits.subarray(r * v, (r + 1) * v);
+        const max = Math.max(...row);
+        let s = 0;
+        for (const x of row) s += Math.exp(x - max);
+        loss += max + Math.log(s) - row[targets[b][j][r]];
+      }
+    });
+    rows += T;
+  });
+  return loss / rows;
+}
+
+/** Runs examples/train.ts with `args`; its exit code and stderr. */
+export async function trainCli(...args: string[]): Promise<{ code: number; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-webgpu",
+      new URL("../examples/train.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+}
+
+/**
+ * A Hugging Face folder `dir/hf` holding a parity fixture's trunk (transformers' save_pretrained)
+ * and, with `tokenizer`, the byte-level BPE fixture's tokenizer files; returns its path.
+ */
+export async function trunkFolder(dir: string, o: { tokenizer: boolean }): Promise<string> {
+  const fixtures = new URL("./fixtures/", import.meta.url).pathname;
+  const hf = `${dir}/hf`;
+  await Deno.mkdir(hf);
+  for (const f of ["config.json", "model.safetensors"]) {
+    await Deno.copyFile(`${fixtures}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
+  }
+  if (o.tokenizer) {
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${fixtures}tokenizers/byte_level_bpe/${f}`, `${hf}/${f}`);
+    }
+  }
+  return hf;
 }

@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { complete, createModel, forward, loadModel, type ModelConfigInput } from "../mod.ts";
 import { referenceForward } from "../heads/reference.ts";
 import { relativeError } from "../kernels/reference.ts";
-import { ALL_FEATURES, randomTokens, readU32, rng, tensorsOf, tiny } from "./helpers.ts";
+import {
+  ALL_FEATURES,
+  randomTokens,
+  readU32,
+  referenceLoss,
+  rng,
+  tensorsOf,
+  tiny,
+  trainCli,
+  trunkFolder,
+} from "./helpers.ts";
 import { headDraftSource } from "../decode/drafts.ts";
 import { Session } from "../decode/session.ts";
 import { S } from "../kernels/state.ts";
@@ -188,36 +198,6 @@ const TRAIN_TINY = {
   dtype: "f32" as const,
 };
 
-/**
- * The f64 reference's loss over a batch: each head's mean cross-entropy, summed. Module k at row
- * r reads t_{r+k}, which for the last rows lies past the sequence: the stream's next tokens
- * (targets) extend it, so the reference runs on the sequence plus those.
- */
-function sequentialLoss(
-  m: { config: import("../mod.ts").ModelConfig },
-  t: Map<string, Float32Array>,
-  seqs: number[][],
-  targets: number[][][],
-): number {
-  const v = m.config.vocabSize, nh = m.config.nFuture;
-  let loss = 0, rows = 0;
-  seqs.forEach((seq, b) => {
-    const T = seq.length;
-    const ext = [...seq, ...Array.from({ length: nh }, (_, i) => targets[b][i][T - 1])];
-    referenceForward(m.config, t, ext).forEach((logits, j) => {
-      for (let r = 0; r < T; r++) {
-        const row = logits.subarray(r * v, (r + 1) * v);
-        const max = Math.max(...row);
-        let s = 0;
-        for (const x of row) s += Math.exp(x - max);
-        loss += max + Math.log(s) - row[targets[b][j][r]];
-      }
-    });
-    rows += T;
-  });
-  return loss / rows;
-}
-
 for (const mtpLayout of ["mimo", "deepseek"] as const) {
   Deno.test(`training sequential MTP modules: gradients equal finite differences of the f64 reference loss (${mtpLayout})`, async () => {
     const config = { ...TRAIN_TINY, mtpLayout, qkvBias: true };
@@ -250,7 +230,7 @@ for (const mtpLayout of ["mimo", "deepseek"] as const) {
       );
       const tensors = tensorsOf(model, 3);
       const losses = new Float32Array(await gpu.read(program.losses.buffer), 0, nh);
-      const ref = sequentialLoss(model, tensors, seqs, targets);
+      const ref = referenceLoss(model, tensors, seqs, targets);
       const total = losses.reduce((x, y) => x + y, 0) / (B * T);
       assert.ok(Math.abs(total - ref) < 1e-5 * ref, `loss ${total}, reference ${ref}`);
       // Only the modules learn.
@@ -277,9 +257,9 @@ for (const mtpLayout of ["mimo", "deepseek"] as const) {
         for (const i of [1, Math.floor(w.length / 2) + 3, w.length - 2]) {
           const h = 1e-3, keep = w[i];
           w[i] = keep + h;
-          const up = sequentialLoss(model, tensors, seqs, targets);
+          const up = referenceLoss(model, tensors, seqs, targets);
           w[i] = keep - h;
-          const down = sequentialLoss(model, tensors, seqs, targets);
+          const down = referenceLoss(model, tensors, seqs, targets);
           w[i] = keep;
           const fd = (up - down) / (2 * h);
           const got = grad[offset + i];
@@ -298,16 +278,8 @@ for (const mtpLayout of ["mimo", "deepseek"] as const) {
 
 Deno.test("deno task train --heads-only --head-kind sequential: MTP modules learn on a frozen trunk, then draft", async () => {
   const dir = await Deno.makeTempDir();
-  const fixture = new URL("./fixtures/", import.meta.url).pathname;
   try {
-    const hf = `${dir}/hf`;
-    await Deno.mkdir(hf);
-    for (const f of ["config.json", "model.safetensors"]) {
-      await Deno.copyFile(`${fixture}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
-    }
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-      await Deno.copyFile(`${fixture}tokenizers/byte_level_bpe/${f}`, `${hf}/${f}`);
-    }
+    const hf = await trunkFolder(dir, { tokenizer: true });
     // A short period: the distilled prompts cut from it are few, so 100 steps learn the trunk's
     // continuations of each.
     const text = "x+=1;".repeat(200);
@@ -366,19 +338,3 @@ Deno.test("deno task train --heads-only --head-kind sequential: MTP modules lear
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Runs examples/train.ts with `args`; its exit code and stderr. */
-async function trainCli(...args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-webgpu",
-      new URL("../examples/train.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
-}

@@ -11,11 +11,10 @@ import {
 import { distilledStream, promptStarts } from "../train/distil.ts";
 import { restoreOptimizer, saveCheckpoint } from "../train/checkpoint.ts";
 import { encode } from "../kernels/dispatch.ts";
-import { referenceForward } from "../heads/reference.ts";
 import { TrainProgram } from "../train/program.ts";
 import { batchSampler, loadCorpus } from "../train/data.ts";
 import { evaluate, trainSteps, upload } from "../train/trainer.ts";
-import { tensorsOf } from "./helpers.ts";
+import { referenceLoss, tensorsOf, trainCli, trunkFolder } from "./helpers.ts";
 
 const TINY = {
   vocabSize: 37,
@@ -30,32 +29,6 @@ const TINY = {
   dtype: "f32" as const,
 };
 const noStep = { schedule: { maxLr: 0, minLr: 0, warmupSteps: 0, totalSteps: 1 }, weightDecay: 0 };
-
-/** The f64 reference's loss: the sum over heads of the mean cross-entropy of the batch. */
-function referenceLoss(
-  m: Model,
-  t: Map<string, Float32Array>,
-  seqs: number[][],
-  targets: number[][][],
-): number {
-  const v = m.config.vocabSize;
-  let loss = 0;
-  let rows = 0;
-  seqs.forEach((seq, b) => {
-    const heads = referenceForward(m.config, t, seq);
-    heads.forEach((logits, j) => {
-      for (let r = 0; r < seq.length; r++) {
-        const row = logits.subarray(r * v, (r + 1) * v);
-        const max = Math.max(...row);
-        let s = 0;
-        for (const x of row) s += Math.exp(x - max);
-        loss += max + Math.log(s) - row[targets[b][j][r]];
-      }
-    });
-    rows += seq.length;
-  });
-  return loss / rows;
-}
 
 // [param name, checkpoint tensor, element offset of that tensor in the param]
 type GradCheck = [string, string, number];
@@ -440,11 +413,7 @@ Deno.test("deno task train --heads-only --distil on a Hugging Face folder with a
   const dir = await Deno.makeTempDir();
   const fixture = new URL("./fixtures/", import.meta.url).pathname;
   try {
-    const hf = `${dir}/hf`;
-    await Deno.mkdir(hf);
-    for (const f of ["config.json", "model.safetensors"]) {
-      await Deno.copyFile(`${fixture}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
-    }
+    const hf = await trunkFolder(dir, { tokenizer: false });
     await Deno.writeTextFile(
       `${dir}/a.js`,
       "export function twice(x) {\n  return 2 * x;\n}\n".repeat(20),
@@ -515,16 +484,8 @@ Deno.test("deno task train --heads-only --distil on a Hugging Face folder with a
 
 Deno.test("deno task train --heads-only --head-kind medusa --own-unembedding: Medusa-1 heads on a frozen trunk", async () => {
   const dir = await Deno.makeTempDir();
-  const fixture = new URL("./fixtures/", import.meta.url).pathname;
   try {
-    const hf = `${dir}/hf`;
-    await Deno.mkdir(hf);
-    for (const f of ["config.json", "model.safetensors"]) {
-      await Deno.copyFile(`${fixture}parity/llama-gqa-llama3-rope-f32/${f}`, `${hf}/${f}`);
-    }
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-      await Deno.copyFile(`${fixture}tokenizers/byte_level_bpe/${f}`, `${hf}/${f}`);
-    }
+    const hf = await trunkFolder(dir, { tokenizer: true });
     await Deno.writeTextFile(
       `${dir}/a.js`,
       "let total = 0;\nfor (const x of xs) total += x;\n".repeat(20),
@@ -582,22 +543,6 @@ Deno.test("deno task train --heads-only --head-kind medusa --own-unembedding: Me
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Runs examples/train.ts with `args`; its exit code and stderr. */
-async function trainCli(...args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-webgpu",
-      new URL("../examples/train.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
-}
 
 async function assertMissing(path: string) {
   await assert.rejects(() => Deno.stat(path), Deno.errors.NotFound, `${path} exists`);
